@@ -1,0 +1,601 @@
+"""Encoding speed of AlbertVectorizer against its peers, on the same model and texts.
+
+Every system runs in this one process, in interleaved rounds (each system once per round,
+the order rotated from round to round) so that a change in machine load hits all of them
+alike; the median of the rounds is reported. The systems, all mean-pooling the last layer:
+
+* ``AlbertVectorizer`` with default settings, and with ``dtype="float32"``;
+* ``sentence-transformers``: ``SentenceTransformer`` built from the same folder with a mean
+  ``Pooling`` module, ``encode(batch_size=32)``; the reference for the ratios;
+* the ``transformers`` ``pipeline("feature-extraction", batch_size=32)``, mean over each
+  text's own tokens;
+* the one-text-at-a-time loop the tutorials write (tokenizer then model per text), timed
+  on a subsample and scaled by its own text count.
+
+The AlbertVectorizer embedding cache is emptied before every timed call, and its fit (the
+model load) happens before timing: rounds after the first are not free.
+
+Reported per system: texts/s, tokens/s (real tokens, special tokens included, no padding),
+ratio to sentence-transformers, the useful model GFLOP/s as a fraction of the matmul peak
+measured in the same run (float32, and the system's own compute precision), peak RSS
+during the call, and cosine similarity of its embeddings to AlbertVectorizer float32.
+
+On CUDA (``--device cuda``, or ``auto`` with a GPU) the GPU mode adds float16, bfloat16 and
+float32 at several batch sizes for both AlbertVectorizer and sentence-transformers.
+
+Examples
+--------
+``python benchmarks/bench_encode.py --quick``  (a one-minute smoke run)
+``python benchmarks/bench_encode.py``  (ALBERT-base on SST-2 dev, then a MiniLM fidelity check)
+``python benchmarks/bench_encode.py --model albert-base minilm``
+"""
+
+import argparse
+import gc
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import _common as common
+import numpy as np
+
+REFERENCE_SYSTEM = "sentence_transformers"
+
+
+@dataclass
+class System:
+    """One way of turning the benchmark texts into mean-pooled embeddings.
+
+    Attributes
+    ----------
+    name : str
+        Short key, used in the JSON.
+    label : str
+        What a reader sees in tables and charts.
+    compute_dtype : str
+        Precision of its matmuls ("float32", "bfloat16", "float16"), for the peak fraction.
+    text_index : ndarray of int
+        Which of the benchmark texts it encodes (all, or a subsample).
+    run : callable
+        ``run(texts) -> ndarray of shape (n_texts, dim)``.
+    before_each : callable
+        Called before every timed call, outside the timing.
+    batch_size : int or None
+    """
+
+    name: str
+    label: str
+    compute_dtype: str
+    text_index: np.ndarray
+    run: object
+    before_each: object = lambda: None
+    batch_size: object = None
+    times: list = field(default_factory=list)
+    peak_rss: list = field(default_factory=list)
+    rss_increase: list = field(default_factory=list)
+    gpu_peak: list = field(default_factory=list)
+    cache_hits: int = 0
+    last_output: object = None
+
+
+# ---------------------------------------------------------------------- the systems
+
+
+def albert_vectorizer_system(folder, n_texts, *, device, name, label, **params):
+    """AlbertVectorizer, fitted (model loaded) now, its cache emptied before each call."""
+    from sklearn_albert import AlbertVectorizer, clear_cache
+
+    vectorizer = AlbertVectorizer(str(folder), device=device, **params).fit(["warm up"])
+    return System(
+        name=name,
+        label=label,
+        compute_dtype=vectorizer.dtype_,
+        text_index=np.arange(n_texts),
+        run=vectorizer.transform,
+        before_each=lambda: clear_cache(models=False),
+        batch_size=vectorizer.batch_size,
+    )
+
+
+def sentence_transformers_system(folder, n_texts, *, device, dtype="float32", batch_size=32):
+    """SentenceTransformer(Transformer(folder), Pooling(mean)) and its ``encode``."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Pooling, Transformer
+
+    transformer = Transformer(str(folder))
+    if hasattr(transformer, "get_embedding_dimension"):
+        dimension = transformer.get_embedding_dimension()
+    else:  # sentence-transformers < 6
+        dimension = transformer.get_word_embedding_dimension()
+    model = SentenceTransformer(
+        modules=[transformer, Pooling(dimension, pooling_mode="mean")], device=device
+    )
+    if dtype != "float32":
+        model.to(getattr(torch, dtype))
+
+    def encode(texts):
+        embeddings = model.encode(texts, batch_size=batch_size, show_progress_bar=False)
+        return np.asarray(embeddings, dtype=np.float32)
+
+    return System(
+        name=sentence_transformers_name(dtype, batch_size),
+        label=f"sentence-transformers encode, {dtype}, batch {batch_size}",
+        compute_dtype=dtype,
+        text_index=np.arange(n_texts),
+        run=encode,
+        batch_size=batch_size,
+    )
+
+
+def sentence_transformers_name(dtype, batch_size):
+    """``sentence_transformers`` for the default encode, else with dtype and batch size."""
+    if dtype == "float32" and batch_size == 32:
+        return REFERENCE_SYSTEM
+    return f"{REFERENCE_SYSTEM}_{dtype}_b{batch_size}"
+
+
+def pipeline_system(folder, token_counts, *, device, batch_size=32):
+    """``pipeline("feature-extraction")`` and a mean over each text's own tokens.
+
+    The pipeline pads the texts of a batch to a common length and hands each one back
+    padded, so the mean is taken over the first ``token_count`` rows: what a careful user
+    must do to get the same embedding as the others. ``return_tensors=True`` spares the
+    conversion of every token vector to Python floats that the default output pays.
+    """
+    import torch
+    from transformers import pipeline
+
+    extractor = pipeline(
+        "feature-extraction",
+        model=str(folder),
+        tokenizer=str(folder),
+        device=device,
+        dtype=torch.float32,
+    )
+
+    def encode(texts):
+        outputs = extractor(
+            texts, batch_size=batch_size, return_tensors=True, tokenize_kwargs={"truncation": True}
+        )
+        return np.stack(
+            [
+                output[0, :count].mean(dim=0).float().cpu().numpy()
+                for output, count in zip(outputs, token_counts)
+            ]
+        )
+
+    return System(
+        name="pipeline",
+        label=f"transformers feature-extraction pipeline, batch {batch_size}",
+        compute_dtype="float32",
+        text_index=np.arange(len(token_counts)),
+        run=encode,
+        batch_size=batch_size,
+    )
+
+
+def one_at_a_time_system(folder, text_index, *, device):
+    """Tokenizer and model called once per text, as the tutorials write it."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModel.from_pretrained(str(folder)).to(device).eval()
+
+    def encode(texts):
+        rows = []
+        for text in texts:
+            inputs = tokenizer(text, return_tensors="pt", truncation=True).to(device)
+            with torch.no_grad():
+                output = model(**inputs)
+            rows.append(output.last_hidden_state.mean(dim=1)[0].float().cpu().numpy())
+        return np.stack(rows)
+
+    return System(
+        name="one_at_a_time",
+        label=f"one text at a time (tutorial loop, {len(text_index)} texts)",
+        compute_dtype="float32",
+        text_index=text_index,
+        run=encode,
+        batch_size=1,
+    )
+
+
+def build_systems(folder, texts, token_counts, args):
+    """The systems of the CPU comparison, or the larger set of the GPU mode."""
+    n_texts = len(texts)
+    loop_index = np.sort(
+        np.random.default_rng(0).choice(n_texts, min(args.loop_texts, n_texts), replace=False)
+    )
+    systems = [
+        albert_vectorizer_system(
+            folder, n_texts, device=args.device, name="albert_default",
+            label="AlbertVectorizer, default settings",
+        ),
+        albert_vectorizer_system(
+            folder, n_texts, device=args.device, dtype="float32", name="albert_float32",
+            label='AlbertVectorizer, dtype="float32"',
+        ),
+        sentence_transformers_system(folder, n_texts, device=args.device),
+        pipeline_system(folder, token_counts, device=args.device),
+        one_at_a_time_system(folder, loop_index, device=args.device),
+    ]
+    if args.gpu_mode:
+        systems += gpu_sweep_systems(folder, n_texts, args)
+    return systems
+
+
+def gpu_sweep_systems(folder, n_texts, args):
+    """float16, bfloat16 and float32 at each batch size, for both libraries."""
+    systems = []
+    for dtype in ("float16", "bfloat16", "float32"):
+        for batch_size in args.batch_sizes:
+            if dtype == "float32" and batch_size == 32:
+                continue  # both are in the main comparison already
+            systems.append(
+                albert_vectorizer_system(
+                    folder, n_texts, device=args.device, dtype=dtype, batch_size=batch_size,
+                    name=f"albert_{dtype}_b{batch_size}",
+                    label=f"AlbertVectorizer, {dtype}, batch {batch_size}",
+                )
+            )
+            systems.append(
+                sentence_transformers_system(
+                    folder, n_texts, device=args.device, dtype=dtype, batch_size=batch_size
+                )
+            )
+    return systems
+
+
+# ---------------------------------------------------------------------- timing
+
+
+def time_call(system, texts, device):
+    """Run ``system`` once on its texts; record time, memory and output."""
+    import torch
+
+    from sklearn_albert import cache_info
+
+    system.before_each()
+    gc.collect()
+    hits_before = cache_info()["hits"]
+    on_cuda = str(device).startswith("cuda")
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats()
+    subset = [texts[i] for i in system.text_index]
+    with common.PeakRSS() as memory:
+        common.synchronize(device)
+        start = time.perf_counter()
+        output = system.run(subset)
+        common.synchronize(device)
+        elapsed = time.perf_counter() - start
+    system.times.append(elapsed)
+    system.peak_rss.append(memory.peak)
+    system.rss_increase.append(max(memory.peak - memory.before, 0))
+    if on_cuda:
+        system.gpu_peak.append(torch.cuda.max_memory_allocated())
+    system.cache_hits += cache_info()["hits"] - hits_before
+    system.last_output = output
+
+
+def warm_up(systems, texts, n_warm_up):
+    """One untimed call per system on a few texts: one-off kernel and allocator set-up."""
+    for system in systems:
+        keep = system.text_index
+        system.text_index = keep[:n_warm_up]
+        system.before_each()
+        system.run([texts[i] for i in system.text_index])
+        system.text_index = keep
+
+
+def run_rounds(systems, texts, *, rounds, device):
+    """Interleaved rounds: every system once per round, the order rotated each round."""
+    for round_index in range(rounds):
+        shift = round_index % len(systems)
+        order = systems[shift:] + systems[:shift]
+        print(f"  round {round_index + 1}/{rounds}:", end="", flush=True)
+        for system in order:
+            time_call(system, texts, device)
+            print(f" {system.name} {system.times[-1]:.1f}s", end=";", flush=True)
+        print()
+
+
+# ---------------------------------------------------------------------- figures
+
+
+def cosine_rows(left, right):
+    """Row-wise cosine similarity of two float arrays."""
+    left = np.asarray(left, dtype=np.float64)
+    right = np.asarray(right, dtype=np.float64)
+    norms = np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1)
+    return np.sum(left * right, axis=1) / np.maximum(norms, 1e-30)
+
+
+def summarize(system, token_counts, config):
+    """The figures of one system from its timed calls."""
+    counts = [token_counts[i] for i in system.text_index]
+    median = statistics.median(system.times)
+    return {
+        "name": system.name,
+        "label": system.label,
+        "compute_dtype": system.compute_dtype,
+        "batch_size": system.batch_size,
+        "n_texts": len(counts),
+        "n_tokens": int(sum(counts)),
+        "times_s": [round(t, 4) for t in system.times],
+        "median_s": median,
+        "texts_per_s": len(counts) / median,
+        "tokens_per_s": sum(counts) / median,
+        "model_gflops_per_s": common.encoder_flops(config, counts) / median / 1e9,
+        "peak_rss_mb": common.megabytes(max(system.peak_rss)),
+        "rss_increase_mb": common.megabytes(max(system.rss_increase)),
+        "gpu_peak_mb": common.megabytes(max(system.gpu_peak)) if system.gpu_peak else None,
+        "cache_hits_during_timing": system.cache_hits,
+    }
+
+
+def add_peak_fractions(rows, peaks):
+    """Useful model FLOP/s over the matmul peak, in float32 and in the system's own dtype."""
+    for row in rows:
+        own_peak = peaks.get(row["compute_dtype"])
+        row["peak_fraction_float32"] = row["model_gflops_per_s"] / peaks["float32"]
+        row["peak_fraction_own_dtype"] = row["model_gflops_per_s"] / own_peak if own_peak else None
+
+
+def add_ratios(rows):
+    """Speed relative to sentence-transformers' default encode, and to its same setting."""
+    by_name = {row["name"]: row for row in rows}
+    reference = by_name[REFERENCE_SYSTEM]["texts_per_s"]
+    for row in rows:
+        row["vs_sentence_transformers"] = row["texts_per_s"] / reference
+        twin = by_name.get(sentence_transformers_name(row["compute_dtype"], row["batch_size"]))
+        if row["name"].startswith("albert_") and twin is not None:
+            row["vs_sentence_transformers_same_setting"] = row["texts_per_s"] / twin["texts_per_s"]
+    loop = by_name.get("one_at_a_time")
+    if loop is not None:
+        for row in rows:
+            row["vs_one_at_a_time"] = row["texts_per_s"] / loop["texts_per_s"]
+
+
+def parity(systems):
+    """Cosine of each system's embeddings to AlbertVectorizer float32 on the same texts."""
+    reference = next(s for s in systems if s.name == "albert_float32").last_output
+    result = {}
+    for system in systems:
+        cosines = cosine_rows(system.last_output, reference[system.text_index])
+        result[system.name] = {"min": float(cosines.min()), "mean": float(cosines.mean())}
+    return result
+
+
+def measure_peaks(device, quick):
+    """Matmul GFLOP/s per precision on ``device``, on torch's current thread count."""
+    on_cuda = str(device).startswith("cuda")
+    dtypes = ("float32", "bfloat16", "float16") if on_cuda else ("float32", "bfloat16")
+    size = 1024 if quick else (8192 if on_cuda else 2048)
+    repeats = 3 if quick else 5
+    return {
+        dtype: common.matmul_peak(dtype, device=device, size=size, repeats=repeats)
+        for dtype in dtypes
+    }
+
+
+# ---------------------------------------------------------------------- one model
+
+
+def bench_model(model_name, texts, args):
+    """Time every system on ``model_name``; return its figures and fidelity."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    import sklearn_albert
+
+    folder = common.model_folder(model_name)
+    config = AutoConfig.from_pretrained(str(folder))
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    token_counts = common.count_tokens(tokenizer, texts, config.max_position_embeddings)
+    print(f"\n== {model_name}: {len(texts)} texts, {sum(token_counts)} tokens, "
+          f"{common.encoder_flops(config, [1]) / 1e6:.0f} MFLOP per token (1-token text)")
+    systems = build_systems(folder, texts, token_counts, args)
+    warm_up(systems, texts, n_warm_up=min(16, len(texts)))
+    run_rounds(systems, texts, rounds=args.rounds, device=args.device)
+    rows = [summarize(system, token_counts, config) for system in systems]
+    add_ratios(rows)
+    result = {
+        "model": model_name,
+        "folder": str(folder),
+        "mflop_per_token": common.encoder_flops(config, token_counts) / sum(token_counts) / 1e6,
+        "n_texts": len(texts),
+        "n_tokens": int(sum(token_counts)),
+        "systems": rows,
+        "cosine_to_albert_float32": parity(systems),
+    }
+    del systems
+    sklearn_albert.clear_cache()
+    gc.collect()
+    return result
+
+
+def minilm_fidelity(texts, device):
+    """Cosine of default-precision to float32 AlbertVectorizer embeddings on the real MiniLM."""
+    from sklearn_albert import AlbertVectorizer
+
+    folder = common.minilm_folder()
+    default = AlbertVectorizer(str(folder), device=device, embedding_cache=None).fit(["x"])
+    exact = AlbertVectorizer(str(folder), device=device, dtype="float32", embedding_cache=None)
+    cosines = cosine_rows(default.transform(texts), exact.fit(["x"]).transform(texts))
+    return {
+        "default_dtype": default.dtype_,
+        "n_texts": len(texts),
+        "cosine_min": float(cosines.min()),
+        "cosine_mean": float(cosines.mean()),
+    }
+
+
+# ---------------------------------------------------------------------- output
+
+
+TABLE_COLUMNS = [
+    ("system", "label", "{}"),
+    ("texts/s", "texts_per_s", "{:.1f}"),
+    ("tokens/s", "tokens_per_s", "{:.0f}"),
+    ("vs ST", "vs_sentence_transformers", "{:.2f}x"),
+    ("vs loop", "vs_one_at_a_time", "{:.1f}x"),
+    ("fp32 peak", "peak_fraction_float32", "{:.0%}"),
+    ("own peak", "peak_fraction_own_dtype", "{:.0%}"),
+    ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+    ("+RSS MB", "rss_increase_mb", "{:.0f}"),
+]
+
+
+def print_report(payload):
+    peaks = ", ".join(f"{k} {v:.0f}" for k, v in payload["matmul_peak_gflops"].items())
+    print(f"\nmatmul peak GFLOP/s ({payload['machine']['torch_threads']} threads): {peaks}")
+    for result in payload["models"]:
+        print(f"\n{result['model']}: {result['n_texts']} texts, {result['n_tokens']} tokens, "
+              f"{result['mflop_per_token']:.0f} MFLOP/token, median of {payload['rounds']} rounds")
+        columns = list(TABLE_COLUMNS)
+        if payload["gpu_mode"]:
+            columns.insert(4, ("vs ST same dtype+batch", "vs_sentence_transformers_same_setting",
+                               "{:.2f}x"))
+        if payload["device"].startswith("cuda"):
+            columns.append(("GPU MB", "gpu_peak_mb", "{:.0f}"))
+        print(common.format_table(result["systems"], columns))
+        cosines = result["cosine_to_albert_float32"]
+        print("cosine to AlbertVectorizer float32 (min): " + ", ".join(
+            f"{name} {value['min']:.5f}" for name, value in cosines.items()
+        ))
+    fidelity = payload.get("minilm_fidelity")
+    if fidelity:
+        print(f"\nreal MiniLM, default dtype ({fidelity['default_dtype']}) vs float32: cosine "
+              f"min {fidelity['cosine_min']:.6f}, mean {fidelity['cosine_mean']:.6f} "
+              f"over {fidelity['n_texts']} texts")
+
+
+def save_chart(payload, path):
+    """Horizontal bars of texts/s per system, one panel per model, ratio to ST on each bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = payload["models"]
+    height = sum(0.35 * len(result["systems"]) + 1.2 for result in models)
+    figure, axes = plt.subplots(len(models), 1, figsize=(9, height), squeeze=False)
+    for axis, result in zip(axes[:, 0], models):
+        rows = result["systems"]
+        labels = [row["label"] for row in rows]
+        speeds = [row["texts_per_s"] for row in rows]
+        colors = ["tab:blue" if row["name"].startswith("albert") else "tab:gray" for row in rows]
+        bars = axis.barh(labels, speeds, color=colors)
+        for bar, row in zip(bars, rows):
+            axis.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                      f" {row['vs_sentence_transformers']:.2f}x", va="center", fontsize=8)
+        axis.invert_yaxis()
+        axis.set_xlabel("texts per second (higher is better)")
+        axis.set_title(f"{result['model']} on {payload['texts']['source']} "
+                       f"({result['n_texts']} texts), {payload['device']}, "
+                       f"{payload['machine']['torch_threads']} threads", fontsize=10)
+        axis.margins(x=0.15)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+# ---------------------------------------------------------------------- main
+
+
+def load_texts(source, n_texts):
+    """The benchmark texts, distinct, and the name of where they came from."""
+    if source == "sst2-dev" and common.sst2_glue_dev_path().exists():
+        texts = list(dict.fromkeys(common.read_sst2_glue_dev()[0]))
+    elif source == "sst2-train" and common.sst2_train_path().exists():
+        texts = common.sample_sst2_train(n_texts or 20_000, distinct=True)[0]
+    else:
+        if source != "generated":
+            print(f"{source} is not available here; using generated sentences.")
+        source = "generated"
+        texts = common.distinct_generated_sentences(n_texts or 872)
+    return texts[:n_texts] if n_texts else texts, source
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", nargs="+", choices=common.MODEL_NAMES, default=["albert-base"])
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    parser.add_argument("--texts", choices=("sst2-dev", "sst2-train", "generated"), default=None,
+                        help="default: sst2-dev on CPU, 20,000 SST-2 train sentences on GPU")
+    parser.add_argument("--n-texts", type=int, default=None, help="use only the first N texts")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--loop-texts", type=int, default=100,
+                        help="texts the one-at-a-time loop is timed on")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512],
+                        help="batch sizes of the GPU mode")
+    parser.add_argument("--gpu-mode", action=argparse.BooleanOptionalAction, default=None,
+                        help="the dtype x batch size sweep (default: on with CUDA)")
+    parser.add_argument("--no-fidelity", action="store_true",
+                        help="skip the MiniLM default-vs-float32 cosine check")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 64 texts, 1 round, 16 loop texts, small matmul")
+    parser.add_argument("--out", default=None, help=f"result folder (default {common.RESULTS_DIR})")
+    args = parser.parse_args(argv)
+    if args.device == "auto":
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.gpu_mode is None:
+        args.gpu_mode = args.device.startswith("cuda")
+    if args.texts is None:
+        args.texts = "sst2-train" if args.gpu_mode else "sst2-dev"
+    if args.quick:
+        args.n_texts = min(args.n_texts or 64, 64)
+        args.rounds, args.loop_texts = 1, min(args.loop_texts, 16)
+        args.batch_sizes = args.batch_sizes[:2]
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    common.quiet_transformers()
+    texts, source = load_texts(args.texts, args.n_texts)
+    machine = common.machine_info()
+    print(f"{len(texts)} texts from {source}; device {args.device}; "
+          f"{machine['torch_threads']} torch threads; load average {machine['load_average']}")
+    peaks_before = measure_peaks(args.device, args.quick)
+    results = [bench_model(name, texts, args) for name in args.model]
+    peaks_after = measure_peaks(args.device, args.quick)
+    # Load only ever lowers a measurement: the better of the two is the closer to the peak.
+    peaks = {dtype: max(peaks_before[dtype], peaks_after[dtype]) for dtype in peaks_before}
+    for result in results:
+        add_peak_fractions(result["systems"], peaks)
+    payload = {
+        "benchmark": "encode",
+        "created": common.utc_now(),
+        "device": args.device,
+        "rounds": args.rounds,
+        "gpu_mode": args.gpu_mode,
+        "quick": args.quick,
+        "texts": {"source": source, "n_texts": len(texts)},
+        "machine": machine,
+        "load_average_after": list(os.getloadavg()),
+        "matmul_peak_gflops": peaks,
+        "matmul_peak_gflops_start_end": {"start": peaks_before, "end": peaks_after},
+        "models": results,
+    }
+    if not args.no_fidelity and common.minilm_available():
+        fidelity_texts = texts if len(texts) <= 872 else texts[:872]
+        payload["minilm_fidelity"] = minilm_fidelity(fidelity_texts, args.device)
+    json_path = common.save_json(f"encode-{args.device.replace(':', '')}", payload, args.out)
+    chart_path = json_path.with_suffix(".png")
+    save_chart(payload, chart_path)
+    print_report(payload)
+    print(f"\nsaved {json_path}\n      {chart_path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,429 @@
+"""The ``sklearn-albert`` command line: ``embed`` files of texts, run the ``demo``, ``info``.
+
+Every command reports a failure as one line on stderr and a non-zero exit status, never
+a traceback (``--traceback`` shows one, for bug reports). Exit statuses: 0 success,
+1 failure, 2 wrong usage, 130 interrupted.
+"""
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+
+PROG = "sklearn-albert"
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+logger = logging.getLogger("sklearn_albert")
+
+
+class UsageError(Exception):
+    """Wrong command-line usage (exit status 2)."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and returns instead of exiting."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def main(argv=None):
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        Arguments after the program name; None reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    status : int
+        0 on success, 1 on failure, 2 on wrong usage, 130 when interrupted.
+    """
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, demo_args = _split_demo_arguments(argv)
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "demo":
+            args.demo_args = demo_args
+    except UsageError as error:
+        _print_error(error)
+        return EXIT_USAGE
+    except SystemExit as exit_:  # --help and --version print, then exit 0
+        return exit_.code if isinstance(exit_.code, int) else 0
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    with _logging_to_stderr(args.verbose), _warnings_as_lines():
+        try:
+            return args.run(args) or 0
+        except KeyboardInterrupt:
+            _print_error("interrupted", hint=_resume_hint(args))
+            return EXIT_INTERRUPTED
+        except UsageError as error:
+            _print_error(error)
+            return EXIT_USAGE
+        except Exception as error:  # noqa: BLE001 - the command line's one-line report
+            if args.traceback:
+                raise
+            _print_error(_describe(error), hint=_resume_hint(args))
+            return EXIT_FAILURE
+
+
+def build_parser():
+    """The argument parser of all commands."""
+    from . import __version__
+
+    parser = _ArgumentParser(
+        prog=PROG,
+        description="Embed texts with ALBERT or any Hugging Face encoder (sklearn_albert).",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (stderr)")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback of an error"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    embed = commands.add_parser(
+        "embed",
+        help="embed a file of texts into .npy or .parquet",
+        description="Embed a file of texts, in resumable chunks. Inputs: .txt (one text "
+        "per line), .csv/.tsv (header row), .jsonl, .parquet. Outputs: .npy (float32 "
+        "array) or .parquet (one float32 column per feature).",
+    )
+    embed.add_argument("input", metavar="INPUT", help="file of texts")
+    embed.add_argument("-o", "--output", required=True, metavar="OUTPUT", help=".npy or .parquet")
+    embed.add_argument(
+        "--column", help="column of texts in a table (default: 'text', or the only column)"
+    )
+    _add_model_options(embed)
+    embed.add_argument(
+        "--pooling", default="mean", help="pooling name, or names joined by commas (default: mean)"
+    )
+    embed.add_argument(
+        "--batch-size", type=_positive_int, default=32, help="texts per forward pass (default: 32)"
+    )
+    embed.add_argument(
+        "--max-length",
+        type=_positive_int,
+        default=None,
+        help="tokens per text (default: the model's limit)",
+    )
+    embed.add_argument("--normalize", action="store_true", help="scale each vector to unit length")
+    embed.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=1000,
+        help="texts per saved chunk; an interrupted run resumes from the last chunk (default: 1000)",
+    )
+    embed.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    embed.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_verbose_option(embed)
+    embed.set_defaults(run=run_embed)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the README's demo (grid search over pooling, save, reload, predict)",
+        description="Run the README's main job. Arguments after 'demo' go to the demo.",
+        add_help=False,
+    )
+    demo.set_defaults(run=run_demo, demo_args=[])
+
+    info = commands.add_parser(
+        "info",
+        help="describe a model: device, dtype, dimensions, speed",
+        description="Load a model and print what AlbertVectorizer sees, with a quick speed estimate.",
+    )
+    _add_model_options(info)
+    info.add_argument("--pooling", default="mean", help="pooling name(s), for the feature count")
+    info.add_argument(
+        "--batch-size", type=_positive_int, default=32, help="for the speed estimate (default: 32)"
+    )
+    info.add_argument(
+        "--speed-texts",
+        type=_non_negative_int,
+        default=64,
+        help="texts for the speed estimate; 0 skips it (default: 64)",
+    )
+    info.add_argument("--json", action="store_true", help="print JSON")
+    _add_verbose_option(info)
+    info.set_defaults(run=run_info)
+    return parser
+
+
+def _add_verbose_option(parser):
+    # SUPPRESS keeps a -v given before the command from being reset by this default.
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log what happens (stderr)",
+    )
+
+
+def _add_model_options(parser):
+    parser.add_argument(
+        "--model",
+        default="albert-base-v2",
+        help="hub id or local folder of the checkpoint (default: albert-base-v2)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)"
+    )
+    parser.add_argument(
+        "--dtype", default="auto", choices=DTYPES, help="compute precision (default: auto)"
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never use the network (local folder or Hugging Face cache only)",
+    )
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def run_embed(args):
+    from pathlib import Path
+
+    from ._files import check_output_path, embed_file, read_texts
+    from ._validation import validate_texts
+
+    output = check_output_path(args.output, overwrite=args.overwrite)
+    texts = read_texts(args.input, column=args.column)
+    texts = validate_texts(texts, parameter=_input_name(args))
+    vectorizer = _vectorizer(
+        args, batch_size=args.batch_size, max_length=args.max_length, normalize=args.normalize
+    )
+    started = time.perf_counter()
+    summary = embed_file(
+        vectorizer, texts, output, chunk_size=args.chunk_size, progress=not args.quiet
+    )
+    seconds = time.perf_counter() - started
+    reused = f", {summary['reused_chunks']} chunk(s) reused" if summary["reused_chunks"] else ""
+    print(
+        f"Wrote {Path(output)} {summary['shape'][0]} x {summary['shape'][1]} float32 "
+        f"({vectorizer.model_name_or_path}, pooling={args.pooling}, device "
+        f"{vectorizer.device_}, {vectorizer.dtype_}) in {seconds:.1f} s{reused}.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_demo(args):
+    from . import _demo  # lazily: the demo pulls in its own dependencies
+
+    status = _demo.main(args.demo_args)
+    return status if isinstance(status, int) else 0
+
+
+def run_info(args):
+    vectorizer = _vectorizer(args, batch_size=args.batch_size)
+    report = describe_model(vectorizer)
+    if args.speed_texts:
+        report["speed"] = estimate_speed(vectorizer, args.speed_texts)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_format_report(report))
+    return 0
+
+
+# ---------------------------------------------------------------------- info
+
+
+def describe_model(vectorizer):
+    """What a fitted vectorizer runs: model, device, dtype, dimensions."""
+    loaded = vectorizer._ensure_loaded()
+    config = loaded.model.config
+    return {
+        "model": str(vectorizer.model_name_or_path),
+        "architecture": type(loaded.model).__name__,
+        "model_type": getattr(config, "model_type", None),
+        "tokenizer": type(loaded.tokenizer).__name__,
+        "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "device": vectorizer.device_,
+        "dtype": vectorizer.dtype_,
+        "hidden_states": vectorizer.n_hidden_states_,
+        "hidden_size": vectorizer.hidden_size_,
+        "max_length": vectorizer.max_length_,
+        "has_pooler": loaded.has_pooler,
+        "pooling": vectorizer.pooling,
+        "n_features_out": vectorizer.n_features_out_,
+        "fingerprint": vectorizer.model_fingerprint_,
+    }
+
+
+SPEED_SENTENCE = (
+    "Sentence {i} of the speed estimate: a short review says the film was clever, warm "
+    "and well acted, though its ending felt rushed."
+)
+
+
+def estimate_speed(vectorizer, n_texts):
+    """Texts per second on short sentences, after a warm-up, without the cache."""
+    from sklearn.base import clone
+
+    timed = clone(vectorizer).set_params(embedding_cache=None, verbose=False)
+    timed.fit(["warm up"])
+    texts = [SPEED_SENTENCE.format(i=i) for i in range(n_texts)]
+    with warnings.catch_warnings():
+        # A small model may truncate the sentence: irrelevant to a speed estimate.
+        warnings.simplefilter("ignore", UserWarning)
+        timed.transform([SPEED_SENTENCE.format(i=-i) for i in range(1, min(n_texts, 8) + 1)])
+        started = time.perf_counter()
+        timed.transform(texts)
+        seconds = time.perf_counter() - started
+    loaded = timed._ensure_loaded()
+    tokens = min(len(loaded.tokenizer(texts[0], verbose=False)["input_ids"]), timed.max_length_)
+    return {
+        "texts_per_second": round(n_texts / seconds, 1),
+        "texts": n_texts,
+        "tokens_per_text": tokens,
+        "batch_size": timed.batch_size,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _format_report(report):
+    n_parameters = report["parameters"]
+    size = f"{n_parameters / 1e6:.1f} M" if n_parameters >= 1e6 else f"{n_parameters:,}"
+    lines = [
+        f"model        {report['model']}",
+        f"architecture {report['architecture']} ({report['model_type']}), "
+        f"{size} parameters, tokenizer {report['tokenizer']}",
+        f"device       {report['device']}",
+        f"dtype        {report['dtype']}",
+        f"dimensions   hidden size {report['hidden_size']}, {report['hidden_states']} hidden "
+        f"states (embeddings + {report['hidden_states'] - 1} layers), max length "
+        f"{report['max_length']} tokens, pooler {'yes' if report['has_pooler'] else 'no'}",
+        f"features     {report['n_features_out']} (pooling={report['pooling']})",
+        f"fingerprint  {report['fingerprint']}",
+    ]
+    speed = report.get("speed")
+    if speed:
+        lines.append(
+            f"speed        about {speed['texts_per_second']:g} texts/s ({speed['texts']} texts "
+            f"of {speed['tokens_per_text']} tokens, batch size {speed['batch_size']}, "
+            f"{speed['seconds']:.2f} s)"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _vectorizer(args, **params):
+    from . import AlbertVectorizer
+
+    pooling = [name.strip() for name in args.pooling.split(",") if name.strip()]
+    vectorizer = AlbertVectorizer(
+        args.model,
+        pooling=pooling[0] if len(pooling) == 1 else pooling,
+        device=args.device,
+        dtype=args.dtype,
+        local_files_only=args.offline,
+        embedding_cache=None,
+        **params,
+    )
+    return vectorizer.fit([])
+
+
+def _split_demo_arguments(argv):
+    """Everything after ``demo`` belongs to the demo, options included (``demo --help``)."""
+    for position, token in enumerate(argv):
+        if not token.startswith("-"):
+            if token == "demo":
+                return argv[: position + 1], argv[position + 1 :]
+            break
+    return argv, []
+
+
+def _input_name(args):
+    from pathlib import Path
+
+    name = Path(args.input).name
+    return f"{name} column {args.column!r}" if args.column else name
+
+
+def _resume_hint(args):
+    if getattr(args, "command", None) != "embed":
+        return None
+    from ._files import resume_hint
+
+    try:
+        return resume_hint(args.output)
+    except OSError:
+        return None
+
+
+def _describe(error):
+    """The error's message on one line; its type when the message alone is unclear."""
+    message = " ".join(str(error).split())
+    if isinstance(error, (ValueError, TypeError, OSError, ImportError, LookupError)) and message:
+        return message
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _print_error(message, hint=None):
+    line = f"{PROG}: error: {message}"
+    if hint:
+        line += f" ({hint})"
+    print(" ".join(line.split()), file=sys.stderr)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive integer")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected an integer >= 0")
+    return value
+
+
+@contextmanager
+def _logging_to_stderr(verbose):
+    """The library's log records on stderr: warnings always, everything with -v."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    previous_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+
+@contextmanager
+def _warnings_as_lines():
+    """Python warnings (truncation, device fallback) as one line each, without a path."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

@@ -1,0 +1,421 @@
+"""Saving a vectorizer without pickle: a folder of JSON, safetensors and tokenizer files.
+
+A pickle (or joblib) file runs code when it is loaded, so it is only safe from a trusted
+source. ``AlbertVectorizer.save`` writes a folder that loads without executing anything::
+
+    estimator.json      class, versions, parameters, fitted attributes, file hashes
+    model/              the checkpoint: model.safetensors, config.json, tokenizer files
+    head.safetensors    weights the estimator adds on top of the checkpoint (a fine-tuned
+                        AlbertClassifier's classification head); absent for a vectorizer
+
+Parameters and fitted attributes are plain JSON values; tuples and paths are tagged so
+that ``get_params()`` round-trips exactly; arrays of labels (``classes_``) and lists of
+records (``history_``) round-trip too. ``load`` refuses any model file whose type is
+not data (JSON, safetensors, a SentencePiece model, a vocabulary text file) and any file
+whose SHA-256 differs from the one recorded at save time.
+
+This module also names the types a skops file of this project holds
+(:func:`skops_trusted_types`), for ``skops.io.load(file, trusted=...)``.
+"""
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from numbers import Integral, Real
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger("sklearn_albert")
+
+FORMAT_NAME = "sklearn_albert.estimator"
+FORMAT_VERSION = 1
+ESTIMATOR_FILE = "estimator.json"
+MODEL_FOLDER = "model"
+#: Suffixes of checkpoint files that are pure data; anything else is refused on load.
+DATA_SUFFIXES = (".json", ".safetensors", ".model", ".txt")
+EXTRA_WEIGHTS_FILE = "head.safetensors"
+
+
+def save_estimator(estimator, path, *, include_model=True):
+    """Write ``estimator`` into the folder ``path``.
+
+    Parameters
+    ----------
+    estimator : AlbertVectorizer or AlbertClassifier
+        Fitted or not; an unfitted one saves its parameters only.
+    path : str or path-like
+        A folder that does not exist yet, an empty folder, or a folder written by an
+        earlier ``save`` (it is replaced as a whole).
+    include_model : bool, default=True
+        Write the checkpoint's weights and tokenizer, so the folder needs nothing else.
+        If False, ``load`` reloads the model from ``model_name_or_path`` on first use.
+        A fitted classifier's state is its tuned weights, so it needs True.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The folder written.
+    """
+    path = Path(path)
+    _check_destination(path)
+    fitted = _fitted_attributes(estimator)
+    extra_weights = estimator._extra_weights_for_saving() if fitted else None
+    if extra_weights is not None and not include_model:
+        raise ValueError(
+            f"Cannot save a fitted {type(estimator).__name__} with include_model=False: its "
+            "fine-tuned weights are its fitted state. Use include_model=True (the default)."
+        )
+    document = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "class": _qualified_name(type(estimator)),
+        "versions": _versions(),
+        "params": {
+            name: _to_json(value, f"parameter {name}")
+            for name, value in estimator.get_params(deep=False).items()
+        },
+        "fitted": {
+            name: _to_json(value, f"fitted attribute {name}") for name, value in fitted.items()
+        },
+        "files": {},
+        "extra_weights": None,
+    }
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        if fitted and include_model:
+            from ._model import save_model_files
+
+            model_folder = staging / MODEL_FOLDER
+            model_folder.mkdir()
+            save_model_files(estimator._model_for_saving(), model_folder)
+            document["files"] = _hash_files(model_folder)
+            _refuse_code_files(model_folder, document["files"], when="saving")
+        if extra_weights is not None:
+            from safetensors.torch import save_file
+
+            extra_file = staging / EXTRA_WEIGHTS_FILE
+            save_file(
+                {name: tensor.detach().cpu().contiguous() for name, tensor in extra_weights.items()},
+                extra_file,
+            )
+            document["extra_weights"] = {"file": EXTRA_WEIGHTS_FILE, "sha256": _sha256(extra_file)}
+        (staging / ESTIMATOR_FILE).write_text(
+            json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n",
+            encoding="utf-8",
+        )
+        _replace_folder(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("Saved %s to %s", type(estimator).__name__, path)
+    return path
+
+
+def load_estimator(cls, path, *, device=None):
+    """Rebuild an estimator written by :func:`save_estimator`, executing no stored code.
+
+    Parameters
+    ----------
+    cls : type
+        The estimator class expected in the folder.
+    path : str or path-like
+        The folder.
+    device : str, default=None
+        Run on this device instead of the saved one (also sets the ``device``
+        parameter). None keeps the saved device, or falls back to this machine's best
+        device with a warning when the saved one is missing here.
+
+    Returns
+    -------
+    estimator : instance of cls
+    """
+    path = Path(path)
+    document = _read_document(path, cls)
+    params = {name: _from_json(value) for name, value in document["params"].items()}
+    if device is not None:
+        params["device"] = device
+    estimator = cls(**params)
+    fitted = {name: _from_json(value) for name, value in document["fitted"].items()}
+    if not fitted:
+        return estimator
+    vars(estimator).update(fitted)
+    _place_on_device(estimator, device)
+    extra_weights = _read_extra_weights(path, document.get("extra_weights"))
+    if document["files"]:
+        model_folder = path / MODEL_FOLDER
+        _check_files(model_folder, document["files"])
+        _load_saved_model(estimator, model_folder)
+    if extra_weights is not None:
+        estimator._restore_extra_weights(extra_weights)
+    logger.info("Loaded %s from %s on %s", cls.__name__, path, estimator.device_)
+    return estimator
+
+
+def skops_trusted_types():
+    """The types a skops file of this project's estimators holds, safe to trust.
+
+    Pass them to ``skops.io.load(file, trusted=...)`` after checking that
+    ``skops.io.get_untrusted_types(file=...)`` lists nothing else.
+
+    Returns
+    -------
+    names : list of str
+        Fully qualified names of the estimator classes sklearn_albert exports, and of
+        pathlib's concrete path classes (``model_name_or_path``, ``cache_dir`` and
+        ``embedding_cache`` may be paths; building one runs no code of the file's).
+
+    Examples
+    --------
+    >>> import skops.io as sio  # doctest: +SKIP
+    >>> from sklearn_albert import skops_trusted_types
+    >>> sio.dump(pipe, "model.skops")  # doctest: +SKIP
+    >>> untrusted = sio.get_untrusted_types(file="model.skops")  # doctest: +SKIP
+    >>> assert set(untrusted) <= set(skops_trusted_types())  # doctest: +SKIP
+    >>> pipe = sio.load("model.skops", trusted=untrusted)  # doctest: +SKIP
+    """
+    import pathlib
+
+    from sklearn.base import BaseEstimator
+
+    import sklearn_albert
+
+    names = [_qualified_name(pathlib.PosixPath), _qualified_name(pathlib.WindowsPath)]
+    for public in sklearn_albert.__all__:
+        value = getattr(sklearn_albert, public)
+        if isinstance(value, type) and issubclass(value, BaseEstimator):
+            names.append(_qualified_name(value))
+    return sorted(set(names))
+
+
+# ---------------------------------------------------------------------- saving
+
+
+def _check_destination(path):
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"Cannot save to path={str(path)!r}: its parent folder does not exist. Create it first."
+        )
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise FileExistsError(
+            f"Cannot save to path={str(path)!r}: it is a file. Give a folder path."
+        )
+    if any(path.iterdir()) and not (path / ESTIMATOR_FILE).is_file():
+        raise FileExistsError(
+            f"Cannot save to path={str(path)!r}: the folder is not empty and was not "
+            "written by save(). Give a new or empty folder."
+        )
+
+
+def _replace_folder(staging, path):
+    """Move the finished ``staging`` folder to ``path``; an earlier save goes only then."""
+    if path.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+        os.replace(path, retired / path.name)
+        os.replace(staging, path)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, path)
+
+
+def _fitted_attributes(estimator):
+    return {
+        name: value
+        for name, value in vars(estimator).items()
+        if name.endswith("_") and not name.startswith("_")
+    }
+
+
+def _hash_files(folder):
+    return {file.name: _sha256(file) for file in sorted(folder.iterdir()) if file.is_file()}
+
+
+def _sha256(path):
+    """SHA-256 of a file, read in blocks: weights may be larger than free memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions():
+    import sklearn
+
+    import sklearn_albert
+
+    return {"sklearn_albert": sklearn_albert.__version__, "scikit-learn": sklearn.__version__}
+
+
+def _qualified_name(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _to_json(value, what):
+    """A JSON value for ``value``; tuples, paths and arrays are tagged to round-trip."""
+    if value is None or isinstance(value, (bool, np.bool_, str)):
+        return value if not isinstance(value, np.bool_) else bool(value)
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        value = float(value)
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if isinstance(value, os.PathLike):
+        return {"__path__": os.fspath(value)}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_to_json(item, what) for item in value]}
+    if isinstance(value, list):
+        return [_to_json(item, what) for item in value]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {"__dict__": {key: _to_json(item, what) for key, item in value.items()}}
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufUO":
+        # Object arrays (labels of mixed types) keep their items only if each has a JSON form.
+        return {"__ndarray__": _to_json(value.tolist(), what), "dtype": value.dtype.str}
+    raise TypeError(
+        f"Cannot save {what}={value!r:.80}: a {type(value).__name__} has no JSON form. "
+        "save() handles None, bool, int, float, str, paths, lists, tuples, dicts with str "
+        "keys and arrays of those; use joblib or skops for anything else."
+    )
+
+
+def _from_json(value):
+    if isinstance(value, list):
+        return [_from_json(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "__tuple__" in value:
+        return tuple(_from_json(item) for item in value["__tuple__"])
+    if "__path__" in value:
+        return Path(value["__path__"])
+    if "__float__" in value:
+        return float(value["__float__"])
+    if "__dict__" in value:
+        return {key: _from_json(item) for key, item in value["__dict__"].items()}
+    if "__ndarray__" in value:
+        dtype = np.dtype(value["dtype"])
+        items = _from_json(value["__ndarray__"])
+        if dtype.kind == "O":
+            # np.array would nest equal-length tuples and lists; keep one item per cell.
+            array = np.empty(len(items), dtype=object)
+            array[:] = items
+            return array
+        return np.array(items, dtype=dtype)
+    raise ValueError(f"Unknown tagged value in {ESTIMATOR_FILE}: {value!r:.80}")
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def _read_document(path, cls):
+    file = path / ESTIMATOR_FILE
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"Cannot load path={str(path)!r}: it has no {ESTIMATOR_FILE}. Give a folder "
+            f"written by {cls.__name__}.save(); pickles load with joblib.load instead."
+        )
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"Cannot load path={str(path)!r}: {file.name} is not valid JSON ({error})."
+        ) from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        raise ValueError(
+            f"Cannot load path={str(path)!r}: {file.name} is not a sklearn_albert estimator file."
+        )
+    if document.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"Cannot load path={str(path)!r}: it uses format version "
+            f"{document['format_version']}, newer than this sklearn_albert understands "
+            f"({FORMAT_VERSION}). Upgrade sklearn_albert (saved with "
+            f"{document.get('versions', {}).get('sklearn_albert', '?')})."
+        )
+    if document.get("class") != _qualified_name(cls):
+        raise TypeError(
+            f"Cannot load path={str(path)!r} as {cls.__name__}: it holds a "
+            f"{document.get('class')!r}."
+        )
+    return document
+
+
+def _refuse_code_files(folder, files, *, when):
+    unsafe = sorted(name for name in files if not name.endswith(DATA_SUFFIXES))
+    if unsafe:
+        raise ValueError(
+            f"Refusing {when} {str(folder)!r}: {unsafe} are not data files "
+            f"({', '.join(DATA_SUFFIXES)}); loading them could execute code."
+        )
+
+
+def _check_files(folder, files):
+    _refuse_code_files(folder, files, when="to load")
+    present = {file.name for file in folder.iterdir()} if folder.is_dir() else set()
+    extra = sorted(present - set(files))
+    if extra:
+        raise ValueError(
+            f"Refusing to load {str(folder)!r}: it holds files that save() did not write: "
+            f"{extra}. Remove them or save again."
+        )
+    for name, expected in files.items():
+        file = folder / name
+        if not file.is_file():
+            raise FileNotFoundError(f"Cannot load {str(folder)!r}: {name} is missing.")
+        if _sha256(file) != expected:
+            raise ValueError(
+                f"Refusing to load {str(folder)!r}: {name} changed since it was saved "
+                "(its SHA-256 differs from the one in estimator.json)."
+            )
+
+
+def _read_extra_weights(path, record):
+    """The tensors of ``head.safetensors`` after checking its name and hash, or None."""
+    if record is None:
+        return None
+    from safetensors.torch import load_file
+
+    name = record.get("file")
+    if name != EXTRA_WEIGHTS_FILE:
+        raise ValueError(
+            f"Refusing to load path={str(path)!r}: {ESTIMATOR_FILE} names the weight file "
+            f"{name!r}; save() only writes {EXTRA_WEIGHTS_FILE!r}."
+        )
+    file = path / name
+    if not file.is_file():
+        raise FileNotFoundError(f"Cannot load path={str(path)!r}: {name} is missing.")
+    if _sha256(file) != record.get("sha256"):
+        raise ValueError(
+            f"Refusing to load path={str(path)!r}: {name} changed since it was saved "
+            "(its SHA-256 differs from the one in estimator.json)."
+        )
+    return load_file(file)
+
+
+def _place_on_device(estimator, device):
+    from ._model import resolve_device
+
+    if device is None:
+        estimator._remap_device()
+        return
+    resolved = resolve_device(device)
+    estimator.device_ = str(resolved)
+    estimator.dtype_ = estimator._dtype_name_on(resolved)
+
+
+def _load_saved_model(estimator, model_folder):
+    import torch
+
+    from ._model import load_model_from_folder
+
+    loaded = load_model_from_folder(model_folder, device=torch.device(estimator.device_))
+    if loaded.fingerprint != estimator.model_fingerprint_:
+        raise ValueError(
+            f"Refusing to load {str(model_folder)!r}: its checkpoint's fingerprint differs "
+            "from the one the estimator was fitted with."
+        )
+    estimator._loaded = loaded

@@ -1,0 +1,133 @@
+"""Pooling: from token vectors to one vector per text.
+
+Two halves live here, both pure (they never write into the arrays they are given):
+
+* :func:`pool_hidden_states` runs on the device after each forward pass and reduces every
+  hidden layer to its ``cls``, masked ``mean`` and masked ``max`` vectors at once. Keeping all
+  three for all layers is what lets a grid search over ``pooling`` and ``layers`` reuse one
+  forward pass (see ``_cache.py``).
+* :func:`combine_pooled` runs on numpy and builds the user's feature vector from those
+  per-layer summaries: the chosen poolings, the chosen layers, averaged or concatenated.
+
+``POOLING_NAMES`` is the one table of valid ``pooling`` values.
+"""
+
+import numpy as np
+
+#: Valid values of ``pooling``, in documentation order.
+POOLING_NAMES = ("cls", "mean", "max", "mean_sqrt_len", "pooler")
+
+# Position of each per-layer summary in the ``summaries`` array of shape (n, 3, n_layers, dim).
+SUMMARY_INDEX = {"cls": 0, "mean": 1, "max": 2}
+
+
+def pool_hidden_states(hidden_states, attention_mask):
+    """Summarise every hidden layer by its cls, masked mean and masked max vectors.
+
+    Parameters
+    ----------
+    hidden_states : sequence of torch.Tensor of shape (batch, seq_len, dim)
+        One tensor per layer, embedding output first.
+    attention_mask : torch.Tensor of shape (batch, seq_len)
+        1 for real tokens, 0 for padding.
+
+    Returns
+    -------
+    summaries : torch.Tensor of shape (batch, 3, n_layers, dim), float32
+        ``summaries[:, 0]`` is the first token, ``[:, 1]`` the masked mean and ``[:, 2]``
+        the masked max of each layer.
+    """
+    import torch
+
+    # All layers at once: a handful of large operations instead of a few per layer, which
+    # matters on CPU where each operation has a fixed cost. Costs one stacked copy.
+    stacked = torch.stack(tuple(hidden_states), dim=1).to(torch.float32)  # (batch, L, T, dim)
+    mask = attention_mask.to(torch.float32)
+    # Clamped so that a fully masked row yields zeros instead of NaN.
+    n_tokens = mask.sum(dim=1).clamp(min=1)[:, None, None]
+    cls = stacked[:, :, 0]
+    mean = torch.einsum("blth,bt->blh", stacked, mask) / n_tokens
+    padding = ~attention_mask.bool()[:, None, :, None]
+    maximum = stacked.masked_fill(padding, float("-inf")).amax(dim=2)
+    return torch.stack((cls, mean, maximum), dim=1)
+
+
+def pool_tokens(token_vectors, attention_mask, pooling):
+    """Pool one layer's token vectors with a single named strategy (reference version).
+
+    This is the textbook definition of each strategy, used by tests and by callers who
+    hold token vectors already; :func:`pool_hidden_states` computes the same values for
+    every layer in one pass.
+
+    Parameters
+    ----------
+    token_vectors : ndarray of shape (batch, seq_len, dim)
+    attention_mask : ndarray of shape (batch, seq_len)
+    pooling : {"cls", "mean", "max", "mean_sqrt_len"}
+
+    Returns
+    -------
+    pooled : ndarray of shape (batch, dim)
+    """
+    token_vectors = np.asarray(token_vectors, dtype=np.float64)
+    mask = np.asarray(attention_mask, dtype=bool)[..., None]
+    n_tokens = np.maximum(mask.sum(axis=1), 1)
+    if pooling == "cls":
+        return token_vectors[:, 0]
+    if pooling == "max":
+        return np.where(mask, token_vectors, -np.inf).max(axis=1)
+    summed = np.where(mask, token_vectors, 0.0).sum(axis=1)
+    if pooling == "mean":
+        return summed / n_tokens
+    if pooling == "mean_sqrt_len":
+        return summed / np.sqrt(n_tokens)
+    raise ValueError(f"Unknown pooling {pooling!r}; expected one of {POOLING_NAMES[:-1]}.")
+
+
+def combine_pooled(summaries, pooler, n_tokens, *, pooling, layers, layer_aggregation):
+    """Build feature vectors from per-layer summaries.
+
+    Parameters
+    ----------
+    summaries : ndarray of shape (n, 3, n_layers, dim)
+        Output of :func:`pool_hidden_states`.
+    pooler : ndarray of shape (n, dim) or None
+        The model's pooler output, when it has a pooler.
+    n_tokens : ndarray of shape (n,)
+        Number of attended tokens per text (special tokens included).
+    pooling : tuple of str
+        Names from ``POOLING_NAMES``; their vectors are concatenated in this order.
+    layers : tuple of int
+        Indices into the hidden states (0 = embedding output, -1 = last layer).
+    layer_aggregation : {"mean", "concat"}
+        How the pooled vectors of the selected layers are combined. For ``cls``,
+        ``mean`` and ``mean_sqrt_len`` averaging pooled vectors equals pooling the
+        averaged token vectors; for ``max`` it is the mean of the per-layer maxima.
+
+    Returns
+    -------
+    features : ndarray of shape (n, n_features), float32
+    """
+    layers = list(layers)
+    parts = []
+    for name in pooling:
+        if name == "pooler":
+            parts.append(pooler)
+            continue
+        summary = SUMMARY_INDEX["mean" if name == "mean_sqrt_len" else name]
+        selected = summaries[:, summary, layers, :]
+        if name == "mean_sqrt_len":
+            selected = selected * np.sqrt(np.maximum(n_tokens, 1))[:, None, None]
+        if layer_aggregation == "mean":
+            parts.append(selected.mean(axis=1))
+        else:
+            parts.append(selected.reshape(len(selected), -1))
+    return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+
+
+def n_pooled_features(hidden_size, *, pooling, n_layers, layer_aggregation):
+    """Number of output features for the given pooling and layer options."""
+    per_layer_factor = n_layers if layer_aggregation == "concat" else 1
+    return sum(
+        hidden_size if name == "pooler" else hidden_size * per_layer_factor for name in pooling
+    )
