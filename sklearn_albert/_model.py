@@ -62,16 +62,23 @@ class LoadedModel:
         ``compute_dtype``: autocast would otherwise cast every weight again on every
         forward pass (its weight cache does not apply under ``inference_mode``).
         Normalisations, embeddings and softmax keep float32 weights, and autocast runs
-        them in float32.
+        them in float32. On CPU, float32 and bfloat16 run a copy that shares the
+        original's parameters and holds its Linear weights packed once for oneDNN
+        (``_packed_linear.py``). Each copy is built on first use and kept.
         """
         import torch
 
-        if compute_dtype == torch.float32:
+        on_cpu = self.device.type == "cpu"
+        if compute_dtype == torch.float32 and not on_cpu:
             return self.model
         variant = self.compute_variants.get(compute_dtype)
         if variant is None:
             if compute_dtype == INT8:
                 variant = _quantize_int8(self.model)
+            elif on_cpu and compute_dtype in (torch.float32, torch.bfloat16):
+                from ._packed_linear import packed_inference_copy
+
+                variant = packed_inference_copy(self.model, compute_dtype)
             else:
                 variant = copy.deepcopy(self.model)
                 for module in variant.modules():

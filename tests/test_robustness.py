@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.base import clone
 
 from sklearn_albert import clear_cache
@@ -182,12 +183,18 @@ class FailOnForward:
             raise RuntimeError("injected failure inside a batch")
 
 
+def model_that_runs(vectorizer):
+    """The module ``transform`` calls: on CPU a packed copy of the loaded model."""
+    loaded = vectorizer._ensure_loaded()
+    return loaded.model_for(getattr(torch, vectorizer.dtype_))
+
+
 def test_a_failure_inside_a_batch_keeps_the_estimator_usable_and_finished_work(fitted):
     expected = fitted.transform(TEXTS)  # 12 texts in 3 batches of 4, no cache
     earlier_result = fitted.transform(TEXTS[:3])
     earlier_copy = earlier_result.copy()
     fitted.set_params(embedding_cache="memory")
-    model = fitted._ensure_loaded().model
+    model = model_that_runs(fitted)
     hook = FailOnForward(fail_on={2})
     handle = model.register_forward_pre_hook(hook)
     try:
@@ -207,7 +214,7 @@ def test_a_failure_inside_a_batch_keeps_the_estimator_usable_and_finished_work(f
 
 def test_a_failure_leaves_no_partial_result_in_the_cache(fitted):
     fitted.set_params(embedding_cache="memory")
-    model = fitted._ensure_loaded().model
+    model = model_that_runs(fitted)
     handle = model.register_forward_pre_hook(FailOnForward(fail_on={1}))
     try:
         with pytest.raises(RuntimeError):

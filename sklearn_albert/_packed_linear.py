@@ -1,0 +1,222 @@
+"""Faster CPU inference: Linear layers whose weights oneDNN lays out once.
+
+A plain ``nn.Linear`` on CPU lets the matmul library re-block its weight matrix on every
+call. For the short sequences of sentence embedding (a batch is a few hundred to a few
+thousand token rows) that re-blocking is a large share of each matmul: packing the
+weights once made the encoder's matmuls 10-35% faster on a 2-core AVX512-BF16 machine, in
+float32 and bfloat16 alike (``benchmarks/bench_encode.py`` measures the whole effect).
+
+:func:`packed_inference_copy` builds the model that ``LoadedModel.model_for`` runs on CPU:
+it shares every parameter with the original model (no copy of embeddings or norms), swaps
+each ``nn.Linear`` for a :class:`PackedLinear` holding the packed weight (one extra copy
+of the Linear weights, at the compute precision), runs the feed-forward GELU of ALBERT and
+BERT layers inside the same oneDNN call, and replaces the composite tanh-GELU of
+BERT-era checkpoints with PyTorch's single-kernel version of the same formula.
+
+The packing uses ``torch.ops.mkldnn`` operators, which PyTorch builds use for their own
+compiled CPU graphs but does not document. Each copy is probed against ``nn.Linear``
+when it is built; where the operators are missing or disagree, the plain layers are kept.
+``SKLEARN_ALBERT_CPU_PACKING=0`` in the environment turns packing and fusion off (models
+already loaded keep their copy).
+"""
+
+import copy
+import logging
+import os
+
+import torch  # imported lazily by _model.py, never at package import
+
+logger = logging.getLogger("sklearn_albert")
+
+
+def packed_inference_copy(model, dtype):
+    """A copy of ``model`` for CPU inference at ``dtype``, sharing its parameters.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A frozen model on CPU, in float32.
+    dtype : torch.dtype
+        ``torch.float32`` or ``torch.bfloat16``: the precision of the Linear layers.
+
+    Returns
+    -------
+    copy : torch.nn.Module
+        With packed Linear layers when this PyTorch build supports them, else with plain
+        Linear layers cast to ``dtype`` (the behaviour without packing).
+    """
+    # Deep-copy the module tree but not the tensors: the copy reuses every parameter.
+    shared = {id(tensor): tensor for tensor in [*model.parameters(), *model.buffers()]}
+    variant = copy.deepcopy(model, memo=shared)
+    use_packing = packing_works(dtype)
+    if use_packing:
+        _fuse_feed_forward_gelu(variant, dtype)
+    _swap_tanh_gelu(variant)
+    for parent in list(variant.modules()):
+        if isinstance(parent, PackedLinear):
+            continue  # its ``source`` Linear is what it packed
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Linear:
+                if use_packing:
+                    setattr(parent, name, PackedLinear(child, dtype))
+                elif dtype != torch.float32:
+                    setattr(parent, name, _cast_linear(child, dtype))
+    return variant
+
+
+#: Modules whose forward pass is ``activation(linear(x))`` with these child names:
+#: ALBERT's ``AlbertLayer.ff_chunk`` and BERT's ``BertIntermediate`` (and its copies).
+FEED_FORWARD_PAIRS = {
+    "AlbertLayer": ("ffn", "activation"),
+    "BertIntermediate": ("dense", "intermediate_act_fn"),
+    "RobertaIntermediate": ("dense", "intermediate_act_fn"),
+}
+
+
+def _fuse_feed_forward_gelu(model, dtype):
+    """Run the feed-forward GELU inside the packed matmul of known encoder layers."""
+    for module in list(model.modules()):
+        names = FEED_FORWARD_PAIRS.get(type(module).__name__)
+        if names is None:
+            continue
+        linear, activation = (getattr(module, name, None) for name in names)
+        algorithm = _gelu_algorithm(activation)
+        if type(linear) is torch.nn.Linear and algorithm is not None:
+            setattr(module, names[0], PackedLinear(linear, dtype, gelu=algorithm))
+            setattr(module, names[1], torch.nn.Identity())
+
+
+def _gelu_algorithm(activation):
+    """"tanh" or "none" (exact erf) for GELU modules oneDNN can fuse, else None."""
+    try:
+        from transformers.activations import GELUActivation, NewGELUActivation
+    except ImportError:  # pragma: no cover - every supported transformers has them
+        return None
+    if type(activation) is NewGELUActivation:
+        return "tanh"
+    if type(activation) is GELUActivation and activation.act is torch.nn.functional.gelu:
+        return "none"
+    if type(activation) is torch.nn.GELU:
+        return activation.approximate
+    return None
+
+
+#: Set this environment variable to 0 to run the plain ``nn.Linear`` layers instead.
+SWITCH = "SKLEARN_ALBERT_CPU_PACKING"
+
+
+def packing_works(dtype):
+    """Whether to pack Linear weights at ``dtype`` on CPU: allowed, and correct in this build."""
+    if os.environ.get(SWITCH, "1").strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    key = str(dtype)
+    if key not in _PROBED:
+        _PROBED[key] = _probe(dtype)
+    return _PROBED[key]
+
+
+_PROBED = {}
+
+
+def _probe(dtype):
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return False
+    try:
+        generator = torch.Generator().manual_seed(0)
+        linear = torch.nn.Linear(64, 48)
+        inputs = torch.randn(3, 5, 64, generator=generator)
+        with torch.inference_mode():
+            expected = torch.nn.functional.linear(
+                inputs.to(dtype), linear.weight.to(dtype), linear.bias.to(dtype)
+            ).float()
+            packed = PackedLinear(linear, dtype)(inputs).float()
+            fused = PackedLinear(linear, dtype, gelu="tanh")(inputs).float()
+        tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+        works = all(
+            result.shape == reference.shape
+            and bool(torch.allclose(result, reference, atol=tolerance, rtol=tolerance))
+            for result, reference in [
+                (packed, expected),
+                (fused, torch.nn.functional.gelu(expected, approximate="tanh")),
+            ]
+        )
+    except (RuntimeError, AttributeError, TypeError) as error:
+        logger.debug("Packed CPU Linear layers unavailable (%s); using plain ones.", error)
+        return False
+    if not works:
+        logger.debug("Packed CPU Linear layers disagree with nn.Linear; using plain ones.")
+    return works
+
+
+def _cast_linear(linear, dtype):
+    """A Linear with its own ``dtype`` copy of the weights (the original stays float32)."""
+    cast = copy.copy(linear)
+    cast._parameters = {
+        name: None if value is None else type(value)(value.detach().to(dtype), requires_grad=False)
+        for name, value in linear._parameters.items()
+    }
+    return cast
+
+
+def _swap_tanh_gelu(model):
+    """Replace transformers' composite tanh-GELU with the identical one-kernel version.
+
+    ``gelu_new`` (ALBERT, GPT-2 era) is written as five tensor operations; under
+    autocast its ``pow`` runs in float32 and drags the rest with it. PyTorch's
+    ``GELU(approximate="tanh")`` computes the same formula in one pass.
+    """
+    try:
+        from transformers.activations import NewGELUActivation
+    except ImportError:  # pragma: no cover - every supported transformers has it
+        return
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is NewGELUActivation:
+                setattr(parent, name, torch.nn.GELU(approximate="tanh"))
+
+
+class PackedLinear(torch.nn.Module):
+    """A frozen ``nn.Linear`` whose weight oneDNN has laid out once, for CPU inference.
+
+    Parameters
+    ----------
+    linear : torch.nn.Linear
+        The layer to run; kept (not copied) so that the packing can be rebuilt.
+    dtype : torch.dtype
+        Precision of the matmul; inputs are cast to it, as autocast would.
+    gelu : {None, "tanh", "none"}, default=None
+        Apply GELU (tanh approximation, or exact with "none") to the output inside the
+        same oneDNN call.
+    """
+
+    def __init__(self, linear, dtype, gelu=None):
+        super().__init__()
+        self.source = linear
+        self.dtype = dtype
+        self.gelu = gelu
+        self._pack()
+
+    def _pack(self):
+        weight = self.source.weight.detach().to(self.dtype)
+        bias = self.source.bias
+        self._packed_weight = torch.ops.mkldnn._reorder_linear_weight(weight, None)
+        self._bias = None if bias is None else bias.detach().to(self.dtype)
+
+    def forward(self, inputs):
+        return torch.ops.mkldnn._linear_pointwise(
+            inputs.to(self.dtype).contiguous(),
+            self._packed_weight,
+            self._bias,
+            "none" if self.gelu is None else "gelu",
+            [],
+            "" if self.gelu is None else self.gelu,
+        )
+
+    def __deepcopy__(self, memo):
+        # oneDNN's opaque tensors cannot be copied; pack the copied source again.
+        return type(self)(copy.deepcopy(self.source, memo), self.dtype, self.gelu)
+
+    def extra_repr(self):
+        gelu = "" if self.gelu is None else f", gelu={self.gelu!r}"
+        return f"{self.source.in_features}, {self.source.out_features}, dtype={self.dtype}{gelu}"
+

@@ -1,0 +1,113 @@
+import copy
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from sklearn_albert import _packed_linear
+from sklearn_albert._packed_linear import PackedLinear, packed_inference_copy, packing_works
+
+needs_packing = pytest.mark.skipif(
+    not packing_works(torch.float32) or not packing_works(torch.bfloat16),
+    reason="this PyTorch build has no working oneDNN Linear packing (plain layers are used)",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_albert_path):
+    return AutoModel.from_pretrained(tiny_albert_path).eval().requires_grad_(False)
+
+
+def hidden_states(model, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, 100, (3, 9), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 6:] = 0
+    with torch.inference_mode():
+        output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    return torch.stack(output.hidden_states), output.pooler_output
+
+
+@needs_packing
+@pytest.mark.parametrize("gelu", [None, "tanh", "none"])
+def test_packed_linear_computes_what_linear_computes(gelu):
+    linear = torch.nn.Linear(40, 24)
+    inputs = torch.randn(2, 7, 40, generator=torch.Generator().manual_seed(1))
+    activation = {
+        None: lambda x: x,
+        "tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
+        "none": torch.nn.functional.gelu,
+    }[gelu]
+    with torch.inference_mode():
+        expected = activation(linear(inputs))
+        packed = PackedLinear(linear, torch.float32, gelu=gelu)(inputs)
+        reduced = PackedLinear(linear, torch.bfloat16, gelu=gelu)(inputs)
+
+    torch.testing.assert_close(packed, expected, atol=1e-5, rtol=1e-5)
+    assert reduced.dtype == torch.bfloat16
+    torch.testing.assert_close(reduced.float(), expected, atol=3e-2, rtol=3e-2)
+
+
+@needs_packing
+def test_the_packed_copy_shares_parameters_and_matches_the_model(tiny_model):
+    variant = packed_inference_copy(tiny_model, torch.float32)
+
+    packed = [module for module in variant.modules() if isinstance(module, PackedLinear)]
+    sources = {id(module.source) for module in packed}
+    plain = [module for module in variant.modules() if type(module) is torch.nn.Linear]
+    assert packed and all(id(module) in sources for module in plain)  # each Linear is packed once
+    assert not any(isinstance(module.source, PackedLinear) for module in packed)
+    original_embeddings = tiny_model.get_input_embeddings().weight
+    assert variant.get_input_embeddings().weight is original_embeddings  # shared, not copied
+    layer = variant.encoder.albert_layer_groups[0].albert_layers[0]
+    assert layer.ffn.gelu == "tanh" and isinstance(layer.activation, torch.nn.Identity)
+    # The original model is left as it was.
+    assert type(tiny_model.encoder.albert_layer_groups[0].albert_layers[0].ffn) is torch.nn.Linear
+
+    expected, expected_pooler = hidden_states(tiny_model)
+    states, pooler = hidden_states(variant)
+    torch.testing.assert_close(states, expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(pooler, expected_pooler, atol=1e-5, rtol=1e-4)
+
+
+@needs_packing
+def test_a_packed_copy_can_be_deep_copied(tiny_model):
+    variant = packed_inference_copy(tiny_model, torch.bfloat16)
+    twin = copy.deepcopy(variant)
+    torch.testing.assert_close(hidden_states(twin)[0], hidden_states(variant)[0])
+
+
+def test_without_packing_the_copy_keeps_plain_layers(tiny_model, monkeypatch):
+    monkeypatch.setattr(_packed_linear, "packing_works", lambda dtype: False)
+
+    float32 = packed_inference_copy(tiny_model, torch.float32)
+    bfloat16 = packed_inference_copy(tiny_model, torch.bfloat16)
+
+    linears = [module for module in float32.modules() if type(module) is torch.nn.Linear]
+    assert linears and not any(isinstance(module, PackedLinear) for module in float32.modules())
+    assert float32.pooler.weight is tiny_model.pooler.weight
+    assert bfloat16.pooler.weight.dtype == torch.bfloat16
+    assert tiny_model.pooler.weight.dtype == torch.float32
+    torch.testing.assert_close(hidden_states(float32)[0], hidden_states(tiny_model)[0], atol=1e-6, rtol=1e-5)
+
+
+def test_a_failing_probe_turns_packing_off(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no oneDNN here")
+
+    monkeypatch.setattr(_packed_linear, "_PROBED", {})
+    monkeypatch.setattr(PackedLinear, "_pack", broken)
+    assert packing_works(torch.float32) is False
+
+
+def test_the_vectorizer_builds_its_cpu_copy_once(fitted_tiny_vectorizer):
+    loaded = fitted_tiny_vectorizer._ensure_loaded()
+    first = loaded.model_for(torch.float32)
+    assert loaded.model_for(torch.float32) is first
+    assert first is not loaded.model
+
+
+@pytest.mark.parametrize("value", ["0", "off"])
+def test_the_environment_switch_turns_packing_off(monkeypatch, value):
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_PACKING", value)
+    assert packing_works(torch.float32) is False
