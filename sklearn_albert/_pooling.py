@@ -39,17 +39,23 @@ def pool_hidden_states(hidden_states, attention_mask):
     """
     import torch
 
-    # All layers at once: a handful of large operations instead of a few per layer, which
-    # matters on CPU where each operation has a fixed cost. Costs one stacked copy.
-    stacked = torch.stack(tuple(hidden_states), dim=1).to(torch.float32)  # (batch, L, T, dim)
-    mask = attention_mask.to(torch.float32)
-    # Clamped so that a fully masked row yields zeros instead of NaN.
-    n_tokens = mask.sum(dim=1).clamp(min=1)[:, None, None]
-    cls = stacked[:, :, 0]
-    mean = torch.einsum("blth,bt->blh", stacked, mask) / n_tokens
-    padding = ~attention_mask.bool()[:, None, :, None]
-    maximum = stacked.masked_fill(padding, float("-inf")).amax(dim=2)
-    return torch.stack((cls, mean, maximum), dim=1)
+    # Layer by layer, reading each hidden state in place: stacking the layers first (or an
+    # einsum over the stack) copies every token vector of every layer once more, which was
+    # several percent of a CPU forward pass. Autocast is off: pooling stays float32.
+    with torch.autocast(device_type=attention_mask.device.type, enabled=False):
+        mask = attention_mask.to(torch.float32)
+        # Clamped so that a fully masked row yields zeros instead of NaN.
+        n_tokens = mask.sum(dim=1).clamp(min=1)
+        mean_weights = (mask / n_tokens[:, None])[:, None, :]  # (batch, 1, seq_len)
+        padding = ~attention_mask.bool()[:, :, None]
+        per_layer = []
+        for layer in hidden_states:
+            layer = layer.to(torch.float32)
+            cls = layer[:, 0]
+            mean = torch.bmm(mean_weights, layer)[:, 0]
+            maximum = layer.masked_fill(padding, float("-inf")).amax(dim=1)
+            per_layer.append(torch.stack((cls, mean, maximum), dim=1))  # (batch, 3, dim)
+        return torch.stack(per_layer, dim=2)
 
 
 def pool_tokens(token_vectors, attention_mask, pooling):

@@ -29,6 +29,17 @@ def test_summaries_match_the_textbook_definitions(hidden_and_mask):
             np.testing.assert_allclose(summaries[:, index, layer], expected, rtol=1e-6, atol=1e-6)
 
 
+def test_pooling_stays_float32_inside_reduced_precision_autocast(hidden_and_mask):
+    # The encode loop pools inside the forward pass's autocast context; the mean must not
+    # silently become a bfloat16 matmul there.
+    hidden, mask = hidden_and_mask
+    expected = pool_hidden_states(hidden, mask)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        summaries = pool_hidden_states(hidden, mask)
+    assert summaries.dtype == torch.float32
+    torch.testing.assert_close(summaries, expected, rtol=1e-6, atol=1e-6)
+
+
 def test_pooling_leaves_its_inputs_untouched(hidden_and_mask):
     hidden, mask = hidden_and_mask
     before = [tensor.clone() for tensor in hidden]
