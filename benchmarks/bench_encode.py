@@ -215,11 +215,18 @@ def build_systems(folder, texts, token_counts, args):
     )
     systems = [
         albert_vectorizer_system(
-            folder, n_texts, device=args.device, name="albert_default",
+            folder,
+            n_texts,
+            device=args.device,
+            name="albert_default",
             label="AlbertVectorizer, default settings",
         ),
         albert_vectorizer_system(
-            folder, n_texts, device=args.device, dtype="float32", name="albert_float32",
+            folder,
+            n_texts,
+            device=args.device,
+            dtype="float32",
+            name="albert_float32",
             label='AlbertVectorizer, dtype="float32"',
         ),
         sentence_transformers_system(folder, n_texts, device=args.device),
@@ -240,7 +247,11 @@ def gpu_sweep_systems(folder, n_texts, args):
                 continue  # both are in the main comparison already
             systems.append(
                 albert_vectorizer_system(
-                    folder, n_texts, device=args.device, dtype=dtype, batch_size=batch_size,
+                    folder,
+                    n_texts,
+                    device=args.device,
+                    dtype=dtype,
+                    batch_size=batch_size,
                     name=f"albert_{dtype}_b{batch_size}",
                     label=f"AlbertVectorizer, {dtype}, batch {batch_size}",
                 )
@@ -398,8 +409,10 @@ def bench_model(model_name, texts, args):
     config = AutoConfig.from_pretrained(str(folder))
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     token_counts = common.count_tokens(tokenizer, texts, config.max_position_embeddings)
-    print(f"\n== {model_name}: {len(texts)} texts, {sum(token_counts)} tokens, "
-          f"{common.encoder_flops(config, [1]) / 1e6:.0f} MFLOP per token (1-token text)")
+    print(
+        f"\n== {model_name}: {len(texts)} texts, {sum(token_counts)} tokens, "
+        f"{common.encoder_flops(config, [1]) / 1e6:.0f} MFLOP per token (1-token text)"
+    )
     systems = build_systems(folder, texts, token_counts, args)
     warm_up(systems, texts, n_warm_up=min(16, len(texts)))
     run_rounds(systems, texts, rounds=args.rounds, device=args.device)
@@ -456,24 +469,30 @@ def print_report(payload):
     peaks = ", ".join(f"{k} {v:.0f}" for k, v in payload["matmul_peak_gflops"].items())
     print(f"\nmatmul peak GFLOP/s ({payload['machine']['torch_threads']} threads): {peaks}")
     for result in payload["models"]:
-        print(f"\n{result['model']}: {result['n_texts']} texts, {result['n_tokens']} tokens, "
-              f"{result['mflop_per_token']:.0f} MFLOP/token, median of {payload['rounds']} rounds")
+        print(
+            f"\n{result['model']}: {result['n_texts']} texts, {result['n_tokens']} tokens, "
+            f"{result['mflop_per_token']:.0f} MFLOP/token, median of {payload['rounds']} rounds"
+        )
         columns = list(TABLE_COLUMNS)
         if payload["gpu_mode"]:
-            columns.insert(4, ("vs ST same dtype+batch", "vs_sentence_transformers_same_setting",
-                               "{:.2f}x"))
+            columns.insert(
+                4, ("vs ST same dtype+batch", "vs_sentence_transformers_same_setting", "{:.2f}x")
+            )
         if payload["device"].startswith("cuda"):
             columns.append(("GPU MB", "gpu_peak_mb", "{:.0f}"))
         print(common.format_table(result["systems"], columns))
         cosines = result["cosine_to_albert_float32"]
-        print("cosine to AlbertVectorizer float32 (min): " + ", ".join(
-            f"{name} {value['min']:.5f}" for name, value in cosines.items()
-        ))
+        print(
+            "cosine to AlbertVectorizer float32 (min): "
+            + ", ".join(f"{name} {value['min']:.5f}" for name, value in cosines.items())
+        )
     fidelity = payload.get("minilm_fidelity")
     if fidelity:
-        print(f"\nreal MiniLM, default dtype ({fidelity['default_dtype']}) vs float32: cosine "
-              f"min {fidelity['cosine_min']:.6f}, mean {fidelity['cosine_mean']:.6f} "
-              f"over {fidelity['n_texts']} texts")
+        print(
+            f"\nreal MiniLM, default dtype ({fidelity['default_dtype']}) vs float32: cosine "
+            f"min {fidelity['cosine_min']:.6f}, mean {fidelity['cosine_mean']:.6f} "
+            f"over {fidelity['n_texts']} texts"
+        )
 
 
 def save_chart(payload, path):
@@ -493,13 +512,21 @@ def save_chart(payload, path):
         colors = ["tab:blue" if row["name"].startswith("albert") else "tab:gray" for row in rows]
         bars = axis.barh(labels, speeds, color=colors)
         for bar, row in zip(bars, rows):
-            axis.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
-                      f" {row['vs_sentence_transformers']:.2f}x", va="center", fontsize=8)
+            axis.text(
+                bar.get_width(),
+                bar.get_y() + bar.get_height() / 2,
+                f" {row['vs_sentence_transformers']:.2f}x",
+                va="center",
+                fontsize=8,
+            )
         axis.invert_yaxis()
         axis.set_xlabel("texts per second (higher is better)")
-        axis.set_title(f"{result['model']} on {payload['texts']['source']} "
-                       f"({result['n_texts']} texts), {payload['device']}, "
-                       f"{payload['machine']['torch_threads']} threads", fontsize=10)
+        axis.set_title(
+            f"{result['model']} on {payload['texts']['source']} "
+            f"({result['n_texts']} texts), {payload['device']}, "
+            f"{payload['machine']['torch_threads']} threads",
+            fontsize=10,
+        )
         axis.margins(x=0.15)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -527,20 +554,38 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", nargs="+", choices=common.MODEL_NAMES, default=["albert-base"])
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
-    parser.add_argument("--texts", choices=("sst2-dev", "sst2-train", "generated"), default=None,
-                        help="default: sst2-dev on CPU, 20,000 SST-2 train sentences on GPU")
+    parser.add_argument(
+        "--texts",
+        choices=("sst2-dev", "sst2-train", "generated"),
+        default=None,
+        help="default: sst2-dev on CPU, 20,000 SST-2 train sentences on GPU",
+    )
     parser.add_argument("--n-texts", type=int, default=None, help="use only the first N texts")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--loop-texts", type=int, default=100,
-                        help="texts the one-at-a-time loop is timed on")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512],
-                        help="batch sizes of the GPU mode")
-    parser.add_argument("--gpu-mode", action=argparse.BooleanOptionalAction, default=None,
-                        help="the dtype x batch size sweep (default: on with CUDA)")
-    parser.add_argument("--no-fidelity", action="store_true",
-                        help="skip the MiniLM default-vs-float32 cosine check")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 64 texts, 1 round, 16 loop texts, small matmul")
+    parser.add_argument(
+        "--loop-texts", type=int, default=100, help="texts the one-at-a-time loop is timed on"
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[32, 128, 512],
+        help="batch sizes of the GPU mode",
+    )
+    parser.add_argument(
+        "--gpu-mode",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the dtype x batch size sweep (default: on with CUDA)",
+    )
+    parser.add_argument(
+        "--no-fidelity", action="store_true", help="skip the MiniLM default-vs-float32 cosine check"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 64 texts, 1 round, 16 loop texts, small matmul",
+    )
     parser.add_argument("--out", default=None, help=f"result folder (default {common.RESULTS_DIR})")
     args = parser.parse_args(argv)
     if args.device == "auto":
@@ -563,8 +608,10 @@ def main(argv=None):
     common.quiet_transformers()
     texts, source = load_texts(args.texts, args.n_texts)
     machine = common.machine_info()
-    print(f"{len(texts)} texts from {source}; device {args.device}; "
-          f"{machine['torch_threads']} torch threads; load average {machine['load_average']}")
+    print(
+        f"{len(texts)} texts from {source}; device {args.device}; "
+        f"{machine['torch_threads']} torch threads; load average {machine['load_average']}"
+    )
     peaks_before = measure_peaks(args.device, args.quick)
     results = [bench_model(name, texts, args) for name in args.model]
     peaks_after = measure_peaks(args.device, args.quick)

@@ -126,8 +126,10 @@ def run(args):
     vectorizer = AlbertVectorizer(str(folder), device=args.device).fit(["warm up"])
     vectorizer.transform(texts[:16])  # one-off kernel set-up, outside every timing
     n_distinct = len(set(texts))
-    print(f"{len(texts)} sentences ({n_distinct} distinct) from {source}; {args.model} "
-          f"({vectorizer.dtype_} on {vectorizer.device_}); load average {os.getloadavg()}")
+    print(
+        f"{len(texts)} sentences ({n_distinct} distinct) from {source}; {args.model} "
+        f"({vectorizer.dtype_} on {vectorizer.device_}); load average {os.getloadavg()}"
+    )
 
     once_times, grid_times = [], []
     for round_index in range(args.rounds):
@@ -142,8 +144,11 @@ def run(args):
                     vectorizer, texts, labels, args.cv
                 )
                 grid_times.append(grid_s)
-        print(f"  round {round_index + 1}/{args.rounds}: one transform {once_times[-1]:.1f}s, "
-              f"grid search {grid_times[-1]:.1f}s", flush=True)
+        print(
+            f"  round {round_index + 1}/{args.rounds}: one transform {once_times[-1]:.1f}s, "
+            f"grid search {grid_times[-1]:.1f}s",
+            flush=True,
+        )
     once_s, grid_s = statistics.median(once_times), statistics.median(grid_times)
     classifier_s = time_classifier_only(vectorizer, texts, labels, args.cv)
     print(f"  classifier only: {classifier_s:.1f}s", flush=True)
@@ -180,28 +185,44 @@ def run(args):
 
 def print_report(result):
     grid, cache = result["grid"], result["grid_search_cache"]
-    print(f"\n{result['model']} ({result['dtype']}), {result['texts']['n_texts']} sentences, "
-          f"{grid['n_fits']} pipeline fits")
-    print(common.format_table(
-        [
-            {"what": "one transform (cache cleared), median", "s": result["one_transform_s"]},
-            {"what": f"GridSearchCV pooling x C, cv={grid['cv']}, median",
-             "s": result["grid_search_s"]},
-            {"what": "  of which classifier only", "s": result["classifier_only_s"]},
-            {"what": "  of which the rest (encode, lookups)",
-             "s": result["grid_search_s"] - result["classifier_only_s"]},
-        ],
-        [("measurement", "what", "{}"), ("seconds", "s", "{:.2f}")],
-    ))
-    print(f"ratio grid search / one transform: {result['ratio_grid_to_transform']:.2f}x "
-          f"(target <= 1.3x)")
-    print(f"grid search cache: {cache['hits']} hits, {cache['misses']} misses "
-          f"({result['texts_encoded_per_distinct_text']:.2f} encodes per distinct text)")
-    print(f"best {result['best_params']} cv accuracy {result['best_cv_accuracy']:.3f}"
-          + (" (random weights: meaningless)" if result["model"] == "albert-base" else ""))
+    print(
+        f"\n{result['model']} ({result['dtype']}), {result['texts']['n_texts']} sentences, "
+        f"{grid['n_fits']} pipeline fits"
+    )
+    print(
+        common.format_table(
+            [
+                {"what": "one transform (cache cleared), median", "s": result["one_transform_s"]},
+                {
+                    "what": f"GridSearchCV pooling x C, cv={grid['cv']}, median",
+                    "s": result["grid_search_s"],
+                },
+                {"what": "  of which classifier only", "s": result["classifier_only_s"]},
+                {
+                    "what": "  of which the rest (encode, lookups)",
+                    "s": result["grid_search_s"] - result["classifier_only_s"],
+                },
+            ],
+            [("measurement", "what", "{}"), ("seconds", "s", "{:.2f}")],
+        )
+    )
+    print(
+        f"ratio grid search / one transform: {result['ratio_grid_to_transform']:.2f}x "
+        f"(target <= 1.3x)"
+    )
+    print(
+        f"grid search cache: {cache['hits']} hits, {cache['misses']} misses "
+        f"({result['texts_encoded_per_distinct_text']:.2f} encodes per distinct text)"
+    )
+    print(
+        f"best {result['best_params']} cv accuracy {result['best_cv_accuracy']:.3f}"
+        + (" (random weights: meaningless)" if result["model"] == "albert-base" else "")
+    )
     if result["unconverged_fits"]:
-        print(f"{result['unconverged_fits']} of {grid['n_fits']} LogisticRegression fits stopped "
-              "at max_iter=100 (ConvergenceWarning)")
+        print(
+            f"{result['unconverged_fits']} of {grid['n_fits']} LogisticRegression fits stopped "
+            "at max_iter=100 (ConvergenceWarning)"
+        )
 
 
 def parse_args(argv=None):
@@ -210,8 +231,12 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--n-texts", type=int, default=2000)
     parser.add_argument("--cv", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="repetitions of (transform, grid search); medians are reported")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="repetitions of (transform, grid search); medians are reported",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 200 sentences, 1 round")
     parser.add_argument("--out", default=None, help=f"result folder (default {common.RESULTS_DIR})")
     args = parser.parse_args(argv)

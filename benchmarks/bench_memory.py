@@ -98,14 +98,22 @@ def weight_bytes(folder):
 def measure_in_child(args):
     """Run :func:`measure_in_this_process` in a fresh interpreter and return its result."""
     command = [
-        sys.executable, os.path.abspath(__file__), "--child",
-        "--model", args.model, "--n-texts", str(args.n_texts), "--device", args.device,
-        "--embedding-cache", args.embedding_cache,
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        "--model",
+        args.model,
+        "--n-texts",
+        str(args.n_texts),
+        "--device",
+        args.device,
+        "--embedding-cache",
+        args.embedding_cache,
     ]
     completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
     for line in completed.stdout.splitlines():
         if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK):])
+            return json.loads(line[len(RESULT_MARK) :])
     raise SystemExit(f"The measuring process failed (exit code {completed.returncode}).")
 
 
@@ -140,11 +148,15 @@ def judge(child):
 def print_report(result):
     figures = result["figures"]
     child = result["child"]
-    print(f"\n{result['model']} ({child['dtype']} on {child['device']}): transform of "
-          f"{result['n_texts']} texts in {child['transform_s']:.0f}s, output "
-          f"{tuple(child['output_shape'])} float32, {child['n_tokens_mean']:.1f} tokens per text")
-    rows = [{"stage": f"RSS {name.replace('_', ' ')}", "mb": value}
-            for name, value in figures["rss_mb"].items()]
+    print(
+        f"\n{result['model']} ({child['dtype']} on {child['device']}): transform of "
+        f"{result['n_texts']} texts in {child['transform_s']:.0f}s, output "
+        f"{tuple(child['output_shape'])} float32, {child['n_tokens_mean']:.1f} tokens per text"
+    )
+    rows = [
+        {"stage": f"RSS {name.replace('_', ' ')}", "mb": value}
+        for name, value in figures["rss_mb"].items()
+    ]
     rows += [
         {"stage": "peak during model load", "mb": figures["model_load_peak_mb"]},
         {"stage": "PEAK during transform", "mb": figures["peak_rss_mb"]},
@@ -155,13 +167,17 @@ def print_report(result):
     ]
     print(common.format_table(rows, [("memory", "stage", "{}"), ("MB", "mb", "{:.0f}")]))
     verdict = "within" if figures["within_target"] else "OVER"
-    print(f"peak is {verdict} the target by {abs(figures['headroom_mb']):.0f} MB "
-          f"(floor = RSS after imports and texts; peak measured by {child['peak_method']})")
+    print(
+        f"peak is {verdict} the target by {abs(figures['headroom_mb']):.0f} MB "
+        f"(floor = RSS after imports and texts; peak measured by {child['peak_method']})"
+    )
     cache = child["cache_after_transform"]
     used, bound = common.megabytes(cache["bytes"]), common.megabytes(cache["max_bytes"])
-    print(f"embedding cache after the transform: {cache['entries']} entries, {used:.0f} MB of "
-          f"its {bound:.0f} MB bound; without it the peak is "
-          f"{'within' if figures['within_target_without_cache'] else 'still OVER'} the target")
+    print(
+        f"embedding cache after the transform: {cache['entries']} entries, {used:.0f} MB of "
+        f"its {bound:.0f} MB bound; without it the peak is "
+        f"{'within' if figures['within_target_without_cache'] else 'still OVER'} the target"
+    )
 
 
 def parse_args(argv=None):
@@ -169,8 +185,11 @@ def parse_args(argv=None):
     parser.add_argument("--model", choices=common.MODEL_NAMES, default="minilm")
     parser.add_argument("--n-texts", type=int, default=100_000)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--embedding-cache", default="memory",
-                        help='"memory" (the default setting), "none", or a folder')
+    parser.add_argument(
+        "--embedding-cache",
+        default="memory",
+        help='"memory" (the default setting), "none", or a folder',
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run on 2,000 texts")
     parser.add_argument("--out", default=None, help=f"result folder (default {common.RESULTS_DIR})")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -187,8 +206,10 @@ def main(argv=None):
         child = measure_in_this_process(args.model, args.n_texts, args.device, cache)
         print(RESULT_MARK + json.dumps(child), flush=True)
         return child
-    print(f"Measuring {args.n_texts} texts on {args.model} in a fresh process; "
-          f"load average {os.getloadavg()}")
+    print(
+        f"Measuring {args.n_texts} texts on {args.model} in a fresh process; "
+        f"load average {os.getloadavg()}"
+    )
     child = measure_in_child(args)
     result = {
         "benchmark": "memory",

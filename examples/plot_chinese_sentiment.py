@@ -38,7 +38,12 @@ from sklearn.pipeline import make_pipeline
 
 from sklearn_albert import AlbertVectorizer
 
-SHARED = Path(os.environ.get("SKLEARN_ALBERT_SHARED", Path(globals().get("__file__", "example.py")).resolve().parents[2] / "shared"))
+SHARED = Path(
+    os.environ.get(
+        "SKLEARN_ALBERT_SHARED",
+        Path(globals().get("__file__", "example.py")).resolve().parents[2] / "shared",
+    )
+)
 VOCAB_DIR = SHARED / "models" / "albert-chinese-vocab"
 
 BUILT_IN = [
@@ -66,11 +71,18 @@ def load_reviews(n_train=800, n_test=400, seed=0):
 
     def read(name, size):
         with open(folder / name, encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if len(row) == 2]
+            rows = [
+                row
+                for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+                if len(row) == 2
+            ]
         rows = random.Random(seed).sample(rows, size)
         return [text for text, _ in rows], [label for _, label in rows]
 
-    print(f"ChnSentiCorp from {folder}: {n_train} train and {n_test} dev reviews (random, seed {seed}).")
+    print(
+        f"ChnSentiCorp from {folder}: {n_train} train and {n_test} dev reviews "
+        f"(random, seed {seed})."
+    )
     return (*read("train.tsv", n_train), *read("dev.tsv", n_test))
 
 
@@ -86,11 +98,24 @@ def random_albert_chinese_tiny(folder, texts):
     else:  # no ../shared: a vocabulary of the built-in texts' characters, same layout
         characters = sorted({character for text in texts for character in text})
         vocab = "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *characters]) + "\n"
-        brightmart = {"hidden_size": 312, "embedding_size": 128, "intermediate_size": 1248,
-                      "num_attention_heads": 12, "num_hidden_layers": 4, "max_position_embeddings": 512}
+        brightmart = {
+            "hidden_size": 312,
+            "embedding_size": 128,
+            "intermediate_size": 1248,
+            "num_attention_heads": 12,
+            "num_hidden_layers": 4,
+            "max_position_embeddings": 512,
+        }
     (folder / "vocab.txt").write_text(vocab, encoding="utf-8")
-    fields = ("hidden_size", "embedding_size", "intermediate_size", "num_attention_heads",
-              "num_hidden_layers", "max_position_embeddings", "type_vocab_size")
+    fields = (
+        "hidden_size",
+        "embedding_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_hidden_layers",
+        "max_position_embeddings",
+        "type_vocab_size",
+    )
     config = AlbertConfig(
         vocab_size=vocab.count("\n"),  # not splitlines(): some tokens are Unicode line separators
         **{name: brightmart[name] for name in fields if name in brightmart},
@@ -114,13 +139,17 @@ if model:
     print(f"Model: {model} (from SKLEARN_ALBERT_CHINESE_MODEL)")
 else:
     model = str(random_albert_chinese_tiny(Path(workspace.name) / "albert-chinese-tiny", X_train))
-    print("Model: albert_chinese_tiny architecture with RANDOM weights (no pretrained Chinese "
-          "ALBERT offline; set SKLEARN_ALBERT_CHINESE_MODEL to use one)")
+    print(
+        "Model: albert_chinese_tiny architecture with RANDOM weights (no pretrained Chinese "
+        "ALBERT offline; set SKLEARN_ALBERT_CHINESE_MODEL to use one)"
+    )
 
 vectorizer = AlbertVectorizer(model, max_length=128).fit(X_train)
 tokenizer = vectorizer._ensure_loaded().tokenizer
-print(f"Tokenizer: {type(tokenizer).__name__}, {len(tokenizer)} tokens; "
-      f"{vectorizer.n_hidden_states_ - 1} layers of {vectorizer.hidden_size_}")
+print(
+    f"Tokenizer: {type(tokenizer).__name__}, {len(tokenizer)} tokens; "
+    f"{vectorizer.n_hidden_states_ - 1} layers of {vectorizer.hidden_size_}"
+)
 
 # %%
 # Sentiment classification
@@ -130,7 +159,9 @@ print(f"Tokenizer: {type(tokenizer).__name__}, {len(tokenizer)} tokens; "
 
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    albert = make_pipeline(vectorizer, LogisticRegression(max_iter=2000, C=10)).fit(X_train, y_train)
+    albert = make_pipeline(vectorizer, LogisticRegression(max_iter=2000, C=10)).fit(
+        X_train, y_train
+    )
     albert_accuracy = albert.score(X_test, y_test)
 for warning in caught:
     print(f"  note: {warning.message}")

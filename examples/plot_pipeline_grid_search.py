@@ -49,7 +49,8 @@ search = GridSearchCV(pipe, grid, cv=5)
 start = time.perf_counter()
 search.fit(train_texts, train_labels)
 print(
-    f"{len(search.cv_results_['params'])} candidates x 5 folds in {time.perf_counter() - start:.1f} s"
+    f"{len(search.cv_results_['params'])} candidates x 5 folds "
+    f"in {time.perf_counter() - start:.1f} s"
 )
 print(f"texts sent to the encoder: {cache_info()['misses']} (of {len(train_texts)} distinct)")
 for params, score in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"]):

@@ -52,7 +52,10 @@ for path in sorted((folder / "vectorizer").rglob("*")):
         print(f"{path.relative_to(folder)}  {path.stat().st_size:>10,} bytes")
 
 restored = AlbertVectorizer.load(folder / "vectorizer")
-print("identical features:", np.array_equal(restored.transform(new_texts), vectorizer.transform(new_texts)))
+print(
+    "identical features:",
+    np.array_equal(restored.transform(new_texts), vectorizer.transform(new_texts)),
+)
 
 # %%
 # The whole pipeline with skops

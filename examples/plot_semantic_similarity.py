@@ -31,7 +31,12 @@ from sklearn.neighbors import NearestNeighbors
 
 from sklearn_albert import AlbertVectorizer, most_similar, paired_cosine_similarity
 
-SHARED = Path(os.environ.get("SKLEARN_ALBERT_SHARED", Path(globals().get("__file__", "example.py")).resolve().parents[2] / "shared"))
+SHARED = Path(
+    os.environ.get(
+        "SKLEARN_ALBERT_SHARED",
+        Path(globals().get("__file__", "example.py")).resolve().parents[2] / "shared",
+    )
+)
 
 
 def pretrained_encoder():
@@ -101,7 +106,11 @@ print(f"Spearman correlation with the gold scores: {rho:.4f}")
 # re-encoding the corpus.
 
 corpus = list(dict.fromkeys(first + second))
-queries = ["A man is playing a musical instrument.", "Someone is preparing food.", "Stocks fell sharply."]
+queries = [
+    "A man is playing a musical instrument.",
+    "Someone is preparing food.",
+    "Stocks fell sharply.",
+]
 for query, matches in zip(queries, most_similar(queries, corpus, vectorizer, top_k=3)):
     print(f"\n{query}")
     for match in matches:

@@ -142,7 +142,10 @@ X_train, y_train, _ = tagged_words(train)
 X_test, y_test, test_words = tagged_words(test)
 tagger = LogisticRegression(max_iter=2000, class_weight="balanced").fit(X_train, y_train)
 predicted = tagger.predict(X_test)
-print("\nCities found in unseen sentences:", [w for w, tag in zip(test_words, predicted) if tag == "CITY"])
+print(
+    "\nCities found in unseen sentences:",
+    [w for w, tag in zip(test_words, predicted) if tag == "CITY"],
+)
 print(classification_report(y_test, predicted, zero_division=0))
 
 # %%

@@ -414,10 +414,10 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
     def _logits(self, X):
         check_is_fitted(self)
         texts = validate_texts(X)
+        import torch
+
         from ._finetuning import predict_logits
         from ._model import resolve_dtype
-
-        import torch
 
         ids, _ = token_ids(self._loaded, texts, self.max_length_)
         return predict_logits(
@@ -529,9 +529,7 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
             )
         counts = np.bincount(targets)
         # A stratified split needs every class twice, and room for each class on both sides.
-        can_stratify = (
-            counts.min() >= 2 and len(counts) <= n_validation <= len(rows) - len(counts)
-        )
+        can_stratify = counts.min() >= 2 and len(counts) <= n_validation <= len(rows) - len(counts)
         stratify = targets if can_stratify else None
         train_rows, validation_rows = train_test_split(
             rows, test_size=n_validation, stratify=stratify, random_state=rng

@@ -122,7 +122,9 @@ def build_parser():
         "--chunk-size",
         type=_positive_int,
         default=1000,
-        help="texts per saved chunk; an interrupted run resumes from the last chunk (default: 1000)",
+        help=(
+            "texts per saved chunk; an interrupted run resumes from the last chunk (default: 1000)"
+        ),
     )
     embed.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     embed.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -140,7 +142,9 @@ def build_parser():
     info = commands.add_parser(
         "info",
         help="describe a model: device, dtype, dimensions, speed",
-        description="Load a model and print what AlbertVectorizer sees, with a quick speed estimate.",
+        description=(
+            "Load a model and print what AlbertVectorizer sees, with a quick speed estimate."
+        ),
     )
     _add_model_options(info)
     info.add_argument("--pooling", default="mean", help="pooling name(s), for the feature count")

@@ -278,9 +278,7 @@ def _training_step(network, optimization, tensors, targets, *, weight, compute_d
     input_ids, attention_mask = tensors
     with torch.autocast(device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
         logits = network(input_ids.to(device), attention_mask.to(device))
-    loss = nn.functional.cross_entropy(
-        logits.to(torch.float32), targets.to(device), weight=weight
-    )
+    loss = nn.functional.cross_entropy(logits.to(torch.float32), targets.to(device), weight=weight)
     value = float(loss.detach())
     if not math.isfinite(value):
         raise FloatingPointError(
@@ -322,8 +320,11 @@ def predict_logits(network, ids, *, batch_size, compute_dtype, pad_id):
     logits = np.empty((len(ids), network.head.out_features), dtype=np.float32)
     batches = plan_batches([len(row) for row in ids], batch_size=batch_size, max_tokens=1 << 62)
     try:
-        with torch.inference_mode(), torch.autocast(
-            device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32
+            ),
         ):
             for batch in batches:
                 input_ids, attention_mask = collate(ids, batch, pad_id)

@@ -175,7 +175,8 @@ class AlbertKeywordExtractor(BaseEstimator):
     --------
     >>> from sklearn_albert import AlbertKeywordExtractor
     >>> extractor = AlbertKeywordExtractor("albert-base-v2", top_k=3)  # doctest: +SKIP
-    >>> extractor.extract_keywords(["Supervised learning fits a model to labelled data."])  # doctest: +SKIP
+    >>> docs = ["Supervised learning fits a model to labelled data."]
+    >>> extractor.extract_keywords(docs)  # doctest: +SKIP
     [[('supervised learning', 0.71), ('labelled data', 0.58), ('model', 0.41)]]
     """
 

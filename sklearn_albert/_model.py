@@ -336,9 +336,7 @@ def _load_in_memory(source, device):
     wanted = source.removeprefix(IN_MEMORY_PREFIX)
     with _registry_lock:
         candidates = [
-            loaded
-            for (fingerprint, _), loaded in list(_in_memory.items())
-            if fingerprint == wanted
+            loaded for (fingerprint, _), loaded in list(_in_memory.items()) if fingerprint == wanted
         ] + [loaded for key, loaded in _registry.items() if key[:2] == ("fingerprint", wanted)]
     for loaded in candidates:
         if loaded.device == device:

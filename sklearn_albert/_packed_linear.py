@@ -87,7 +87,7 @@ def _fuse_feed_forward_gelu(model, dtype):
 
 
 def _gelu_algorithm(activation):
-    """"tanh" or "none" (exact erf) for GELU modules oneDNN can fuse, else None."""
+    """ "tanh" or "none" (exact erf) for GELU modules oneDNN can fuse, else None."""
     try:
         from transformers.activations import GELUActivation, NewGELUActivation
     except ImportError:  # pragma: no cover - every supported transformers has them
@@ -119,7 +119,9 @@ _PROBED = {}
 
 
 def _probe(dtype):
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+    if not (
+        torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    ):
         return False
     try:
         generator = torch.Generator().manual_seed(0)
@@ -219,4 +221,3 @@ class PackedLinear(torch.nn.Module):
     def extra_repr(self):
         gelu = "" if self.gelu is None else f", gelu={self.gelu!r}"
         return f"{self.source.in_features}, {self.source.out_features}, dtype={self.dtype}{gelu}"
-

@@ -100,7 +100,10 @@ def save_estimator(estimator, path, *, include_model=True):
 
             extra_file = staging / EXTRA_WEIGHTS_FILE
             save_file(
-                {name: tensor.detach().cpu().contiguous() for name, tensor in extra_weights.items()},
+                {
+                    name: tensor.detach().cpu().contiguous()
+                    for name, tensor in extra_weights.items()
+                },
                 extra_file,
             )
             document["extra_weights"] = {"file": EXTRA_WEIGHTS_FILE, "sha256": _sha256(extra_file)}

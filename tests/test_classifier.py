@@ -20,8 +20,8 @@ from sklearn.utils.estimator_checks import (
     check_estimator_repr,
     check_get_params_invariance,
     check_no_attributes_set_in_init,
-    check_parameters_default_constructible,
     check_param_validation,
+    check_parameters_default_constructible,
     check_set_params,
 )
 from transformers import AutoTokenizer
@@ -150,7 +150,9 @@ def test_binary_decision_function_is_the_log_odds_of_the_second_class(fitted):
     proba = fitted.predict_proba(TEST_TEXTS)
     assert scores.shape == (len(TEST_TEXTS),)
     np.testing.assert_allclose(scores, np.log(proba[:, 1] / proba[:, 0]), atol=1e-4)
-    np.testing.assert_array_equal(fitted.predict(TEST_TEXTS), fitted.classes_[(scores > 0).astype(int)])
+    np.testing.assert_array_equal(
+        fitted.predict(TEST_TEXTS), fitted.classes_[(scores > 0).astype(int)]
+    )
 
 
 def test_fitted_attributes_describe_the_run(fitted, tiny_albert_path):
@@ -170,7 +172,12 @@ def test_history_records_every_epoch(classifier):
     assert [h["epoch"] for h in history] == [1, 2, 3]
     for record in history:
         assert set(record) == {
-            "epoch", "train_loss", "validation_loss", "validation_score", "learning_rate", "seconds"
+            "epoch",
+            "train_loss",
+            "validation_loss",
+            "validation_score",
+            "learning_rate",
+            "seconds",
         }
         assert record["train_loss"] > 0 and np.isfinite(record["train_loss"])
         assert 0.0 <= record["validation_score"] <= 1.0
@@ -180,7 +187,9 @@ def test_history_records_every_epoch(classifier):
 
 
 def test_history_has_no_validation_without_a_held_out_set(fitted):
-    assert all(h["validation_score"] is None and h["validation_loss"] is None for h in fitted.history_)
+    assert all(
+        h["validation_score"] is None and h["validation_loss"] is None for h in fitted.history_
+    )
 
 
 def test_warmup_raises_the_learning_rate_first(classifier):
@@ -203,7 +212,9 @@ def test_class_weight_changes_the_fit(classifier):
     plain = clone(classifier).set_params(epochs=1).fit(TEXTS, LABELS)
     weighted = clone(classifier).set_params(epochs=1, class_weight={"pos": 5.0, "neg": 1.0})
     weighted.fit(TEXTS, LABELS)
-    assert (weighted.predict_proba(TEST_TEXTS)[:, 1] > plain.predict_proba(TEST_TEXTS)[:, 1]).mean() > 0.5
+    assert (
+        weighted.predict_proba(TEST_TEXTS)[:, 1] > plain.predict_proba(TEST_TEXTS)[:, 1]
+    ).mean() > 0.5
     balanced = clone(classifier).set_params(epochs=1, class_weight="balanced").fit(TEXTS, LABELS)
     np.testing.assert_allclose(balanced.predict_proba(TEST_TEXTS), plain.predict_proba(TEST_TEXTS))
 
@@ -231,7 +242,10 @@ def test_long_training_texts_are_truncated_with_a_warning(classifier):
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"epochs": 0}, "The 'epochs' parameter of AlbertClassifier must be an int in the range [1, inf)"),
+        (
+            {"epochs": 0},
+            "The 'epochs' parameter of AlbertClassifier must be an int in the range [1, inf)",
+        ),
         (
             {"learning_rate": -1.0},
             "The 'learning_rate' parameter of AlbertClassifier must be a float in the range "
@@ -255,7 +269,9 @@ def test_invalid_parameters_are_named_at_fit(classifier, params, message):
 
 def test_unavailable_cuda_is_named(classifier, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(InvalidParameterError, match=re.escape("Got device='cuda' but CUDA is not available")):
+    with pytest.raises(
+        InvalidParameterError, match=re.escape("Got device='cuda' but CUDA is not available")
+    ):
         classifier.set_params(device="cuda").fit(TEXTS, LABELS)
 
 
@@ -269,7 +285,11 @@ def test_unavailable_cuda_is_named(classifier, monkeypatch):
             "AlbertClassifier needs samples of at least 2 classes in y; got 1 class: ['pos'].",
         ),
         (TEXTS[:-1] + [None], LABELS, "X must contain only str documents, but row 95 is None"),
-        (TEXTS, LABELS[:-1], "Found input variables with inconsistent numbers of samples: [96, 95]"),
+        (
+            TEXTS,
+            LABELS[:-1],
+            "Found input variables with inconsistent numbers of samples: [96, 95]",
+        ),
     ],
 )
 def test_bad_training_data_is_named(classifier, X, y, message):
@@ -284,11 +304,15 @@ def test_class_weight_for_unknown_labels_is_named(classifier):
 
 
 def test_a_validation_fraction_that_leaves_nothing_is_named(classifier):
-    with pytest.raises(ValueError, match=re.escape("Got validation_fraction=0.995 with 96 training texts")):
+    with pytest.raises(
+        ValueError, match=re.escape("Got validation_fraction=0.995 with 96 training texts")
+    ):
         classifier.set_params(validation_fraction=0.995).fit(TEXTS, LABELS)
 
 
-@pytest.mark.parametrize("method", ["predict", "predict_proba", "decision_function", "to_vectorizer"])
+@pytest.mark.parametrize(
+    "method", ["predict", "predict_proba", "decision_function", "to_vectorizer"]
+)
 def test_methods_before_fit_raise_not_fitted(classifier, method):
     with pytest.raises(NotFittedError):
         getattr(classifier, method)(*([] if method == "to_vectorizer" else [TEXTS]))
@@ -315,7 +339,9 @@ def test_pickle_and_joblib_round_trips_predict_the_same(fitted, tmp_path):
     np.testing.assert_array_equal(restored.classes_, fitted.classes_)
     np.testing.assert_array_equal(restored.predict_proba(TEST_TEXTS), expected)
     joblib.dump(fitted, tmp_path / "clf.joblib")
-    np.testing.assert_array_equal(joblib.load(tmp_path / "clf.joblib").predict_proba(TEST_TEXTS), expected)
+    np.testing.assert_array_equal(
+        joblib.load(tmp_path / "clf.joblib").predict_proba(TEST_TEXTS), expected
+    )
     assert hasattr(fitted, "_network")  # pickling leaves the live object intact
 
 
@@ -341,7 +367,9 @@ def test_a_pickle_from_a_missing_device_loads_on_cpu_with_a_warning(fitted, monk
     with pytest.warns(UserWarning, match=re.escape(message)):
         restored.__setstate__(state)
     assert restored.device_ == "cpu"
-    np.testing.assert_array_equal(restored.predict_proba(TEST_TEXTS), fitted.predict_proba(TEST_TEXTS))
+    np.testing.assert_array_equal(
+        restored.predict_proba(TEST_TEXTS), fitted.predict_proba(TEST_TEXTS)
+    )
 
 
 def test_save_and_load_without_pickle_predict_the_same(fitted, tmp_path):
@@ -349,21 +377,34 @@ def test_save_and_load_without_pickle_predict_the_same(fitted, tmp_path):
 
     loaded = AlbertClassifier.load(folder)
 
-    assert sorted(path.name for path in folder.iterdir()) == ["estimator.json", "head.safetensors", "model"]
-    assert all(path.suffix in {".json", ".safetensors", ".model", ".txt"} for path in (folder / "model").iterdir())
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "estimator.json",
+        "head.safetensors",
+        "model",
+    ]
+    assert all(
+        path.suffix in {".json", ".safetensors", ".model", ".txt"}
+        for path in (folder / "model").iterdir()
+    )
     assert loaded.get_params() == fitted.get_params()
     assert loaded.classes_.tolist() == fitted.classes_.tolist() == ["neg", "pos"]
     assert loaded.history_ == fitted.history_
     assert loaded.n_iter_ == fitted.n_iter_ and loaded.max_length_ == fitted.max_length_
-    np.testing.assert_array_equal(loaded.predict_proba(TEST_TEXTS), fitted.predict_proba(TEST_TEXTS))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(TEST_TEXTS), fitted.predict_proba(TEST_TEXTS)
+    )
     np.testing.assert_array_equal(loaded.predict(TEST_TEXTS), fitted.predict(TEST_TEXTS))
     # The tuned encoder keeps serving embeddings after a load.
     np.testing.assert_allclose(
-        loaded.to_vectorizer().transform(TEST_TEXTS), fitted.to_vectorizer().transform(TEST_TEXTS), atol=1e-6
+        loaded.to_vectorizer().transform(TEST_TEXTS),
+        fitted.to_vectorizer().transform(TEST_TEXTS),
+        atol=1e-6,
     )
 
 
-def test_a_saved_classifier_needs_neither_the_pretrained_folder_nor_pickle(tmp_path, tiny_albert_path):
+def test_a_saved_classifier_needs_neither_the_pretrained_folder_nor_pickle(
+    tmp_path, tiny_albert_path
+):
     pretrained = shutil.copytree(tiny_albert_path, tmp_path / "pretrained")
     labels = np.where(LABELS == "pos", 7, -3)  # integer labels keep their type
     classifier = AlbertClassifier(str(pretrained), **{**FAST, "epochs": 1}).fit(TEXTS, labels)
@@ -373,16 +414,24 @@ def test_a_saved_classifier_needs_neither_the_pretrained_folder_nor_pickle(tmp_p
 
     loaded = AlbertClassifier.load(folder)
 
-    assert loaded.classes_.dtype == classifier.classes_.dtype and loaded.classes_.tolist() == [-3, 7]
+    assert loaded.classes_.dtype == classifier.classes_.dtype and loaded.classes_.tolist() == [
+        -3,
+        7,
+    ]
     np.testing.assert_array_equal(loaded.predict_proba(TEST_TEXTS), expected)
 
 
 def test_an_unfitted_classifier_saves_its_parameters_only(tmp_path):
-    folder = AlbertClassifier("some/model", epochs=2, class_weight={"a": 2.0}).save(tmp_path / "clf")
+    folder = AlbertClassifier("some/model", epochs=2, class_weight={"a": 2.0}).save(
+        tmp_path / "clf"
+    )
 
     loaded = AlbertClassifier.load(folder)
 
-    assert loaded.get_params() == AlbertClassifier("some/model", epochs=2, class_weight={"a": 2.0}).get_params()
+    assert (
+        loaded.get_params()
+        == AlbertClassifier("some/model", epochs=2, class_weight={"a": 2.0}).get_params()
+    )
     assert sorted(path.name for path in folder.iterdir()) == ["estimator.json"]
     with pytest.raises(NotFittedError):
         loaded.predict(TEST_TEXTS)
@@ -401,7 +450,10 @@ def test_load_refuses_a_changed_head_file(fitted, tmp_path):
 
 def test_a_vectorizer_folder_does_not_load_as_a_classifier(fitted, tmp_path):
     folder = fitted.to_vectorizer().save(tmp_path / "vect")
-    with pytest.raises(TypeError, match="as AlbertClassifier: it holds a 'sklearn_albert._vectorizer.AlbertVectorizer'"):
+    with pytest.raises(
+        TypeError,
+        match="as AlbertClassifier: it holds a 'sklearn_albert._vectorizer.AlbertVectorizer'",
+    ):
         AlbertClassifier.load(folder)
 
 
@@ -418,7 +470,9 @@ def test_a_classifier_saved_on_cuda_loads_on_cpu_with_a_warning(fitted, tmp_path
         loaded = AlbertClassifier.load(folder)
 
     assert loaded.device_ == "cpu" and loaded.dtype_ == "float32"
-    np.testing.assert_array_equal(loaded.predict_proba(TEST_TEXTS), fitted.predict_proba(TEST_TEXTS))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(TEST_TEXTS), fitted.predict_proba(TEST_TEXTS)
+    )
     assert AlbertClassifier.load(folder, device="cpu").device == "cpu"
 
 
@@ -443,7 +497,9 @@ def test_grid_search_over_learning_rate_and_epochs(classifier):
 
 def _mean_pooled_by_hand(encoder, tokenizer, texts, max_length):
     with torch.inference_mode():
-        batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        batch = tokenizer(
+            texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
         output = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         hidden = output.last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -458,9 +514,13 @@ def test_to_vectorizer_embeds_with_the_tuned_encoder(fitted, tiny_albert_path):
     assert vectorizer.store_weights_in_pickle
     embeddings = vectorizer.transform(TEST_TEXTS)
     tokenizer = AutoTokenizer.from_pretrained(tiny_albert_path)
-    by_hand = _mean_pooled_by_hand(fitted._network.encoder, tokenizer, TEST_TEXTS, fitted.max_length_)
+    by_hand = _mean_pooled_by_hand(
+        fitted._network.encoder, tokenizer, TEST_TEXTS, fitted.max_length_
+    )
     np.testing.assert_allclose(embeddings, by_hand, atol=1e-5)
-    pretrained = AlbertVectorizer(str(tiny_albert_path), dtype="float32").fit([]).transform(TEST_TEXTS)
+    pretrained = (
+        AlbertVectorizer(str(tiny_albert_path), dtype="float32").fit([]).transform(TEST_TEXTS)
+    )
     assert np.abs(embeddings - pretrained).max() > 1e-2  # tuned, not the pretrained weights
 
 
@@ -476,7 +536,9 @@ def test_to_vectorizer_takes_vectorizer_options(fitted):
 def test_the_in_memory_vectorizer_survives_refit_clone_and_pickle(fitted):
     vectorizer = fitted.to_vectorizer()
     expected = vectorizer.transform(TEST_TEXTS)
-    pipe = make_pipeline(vectorizer, LogisticRegression()).fit(TEXTS, LABELS)  # refits the vectorizer
+    pipe = make_pipeline(vectorizer, LogisticRegression()).fit(
+        TEXTS, LABELS
+    )  # refits the vectorizer
     np.testing.assert_allclose(pipe[0].transform(TEST_TEXTS), expected, atol=1e-6)
     np.testing.assert_allclose(clone(vectorizer).fit([]).transform(TEST_TEXTS), expected, atol=1e-6)
     restored = pickle.loads(pickle.dumps(vectorizer))
@@ -520,12 +582,16 @@ def test_to_vectorizer_can_save_the_tuned_weights_to_a_folder(fitted, tmp_path):
 
 
 def test_to_vectorizer_refuses_a_model_name(fitted):
-    with pytest.raises(TypeError, match=re.escape("to_vectorizer() sets model_name_or_path itself")):
+    with pytest.raises(
+        TypeError, match=re.escape("to_vectorizer() sets model_name_or_path itself")
+    ):
         fitted.to_vectorizer(model_name_or_path="albert-base-v2")
 
 
 def test_a_forgotten_in_memory_model_gives_a_clear_error():
-    with pytest.raises(OSError, match=re.escape("it names fine-tuned weights that lived only in memory")):
+    with pytest.raises(
+        OSError, match=re.escape("it names fine-tuned weights that lived only in memory")
+    ):
         AlbertVectorizer("in-memory:0123456789abcdef").fit([])
 
 
@@ -536,7 +602,9 @@ def test_float16_training_with_loss_scaling_on_the_best_device(tiny_albert_path)
     """On a GPU this is the CUDA path (autocast + GradScaler); without one, the same code
     runs on the CPU, which supports float16 autocast and loss scaling too."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    classifier = AlbertClassifier(str(tiny_albert_path), **{**FAST, "device": device, "dtype": "float16"})
+    classifier = AlbertClassifier(
+        str(tiny_albert_path), **{**FAST, "device": device, "dtype": "float16"}
+    )
     classifier.fit(TEXTS, LABELS)
     assert classifier.device_.startswith(device) and classifier.dtype_ == "float16"
     assert classifier.score(TEXTS, LABELS) >= 0.9

@@ -145,7 +145,8 @@ REAL_EMBED_CHUNK = _files.embed_chunk
 class FailAfter:
     """Stands in for ``embed_chunk``: counts chunks and fails after ``n_ok`` of them."""
 
-    def __init__(self, n_ok=None, error=RuntimeError("injected failure")):
+    def __init__(self, n_ok=None, error=None):
+        error = RuntimeError("injected failure") if error is None else error
         self.calls = 0
         self.n_ok = n_ok
         self.error = error

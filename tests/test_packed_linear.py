@@ -24,7 +24,9 @@ def hidden_states(model, seed=0):
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 6:] = 0
     with torch.inference_mode():
-        output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        output = model(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+        )
     return torch.stack(output.hidden_states), output.pooler_output
 
 
@@ -88,7 +90,9 @@ def test_without_packing_the_copy_keeps_plain_layers(tiny_model, monkeypatch):
     assert float32.pooler.weight is tiny_model.pooler.weight
     assert bfloat16.pooler.weight.dtype == torch.bfloat16
     assert tiny_model.pooler.weight.dtype == torch.float32
-    torch.testing.assert_close(hidden_states(float32)[0], hidden_states(tiny_model)[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        hidden_states(float32)[0], hidden_states(tiny_model)[0], atol=1e-6, rtol=1e-5
+    )
 
 
 def test_a_failing_probe_turns_packing_off(monkeypatch):

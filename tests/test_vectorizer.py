@@ -206,7 +206,10 @@ def test_a_missing_model_names_what_was_tried_and_how_to_work_offline(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(
         OSError,
-        match=r"(?s)Could not load model_name_or_path=.*nowhere.*no folder exists there.*To work offline",
+        match=(
+            r"(?s)Could not load model_name_or_path=.*nowhere"
+            r".*no folder exists there.*To work offline"
+        ),
     ):
         AlbertVectorizer(str(missing), local_files_only=True).fit(TEXTS)
 
