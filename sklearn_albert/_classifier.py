@@ -671,7 +671,7 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
 
     def _remap_device(self):
         """Run on this machine's device when the fitted one is missing here."""
-        from ._model import dtype_name, resolve_device
+        from ._model import resolve_device
 
         try:
             resolve_device(self.device_)
@@ -685,7 +685,7 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
                 stacklevel=3,
             )
             self.device_ = str(device)
-            self.dtype_ = dtype_name(training_dtype(self.dtype, device))
+            self.dtype_ = self._dtype_name_on(device)
 
 
 def training_dtype(dtype, device):

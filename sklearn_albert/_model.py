@@ -62,9 +62,9 @@ class LoadedModel:
         ``compute_dtype``: autocast would otherwise cast every weight again on every
         forward pass (its weight cache does not apply under ``inference_mode``).
         Normalisations, embeddings and softmax keep float32 weights, and autocast runs
-        them in float32. On CPU, float32 and bfloat16 run a copy that shares the
-        original's parameters and holds its Linear weights packed once for oneDNN
-        (``_packed_linear.py``). Each copy is built on first use and kept.
+        them in float32. The copy shares every other parameter with the original. On
+        CPU, float32 and bfloat16 run a copy whose Linear weights are packed once for
+        oneDNN (``_packed_linear.py``). Each copy is built on first use and kept.
         """
         import torch
 
@@ -75,15 +75,11 @@ class LoadedModel:
         if variant is None:
             if compute_dtype == INT8:
                 variant = _quantize_int8(self.model)
-            elif on_cpu and compute_dtype in (torch.float32, torch.bfloat16):
-                from ._packed_linear import packed_inference_copy
-
-                variant = packed_inference_copy(self.model, compute_dtype)
             else:
-                variant = copy.deepcopy(self.model)
-                for module in variant.modules():
-                    if isinstance(module, torch.nn.Linear):
-                        module.to(compute_dtype)
+                from ._packed_linear import inference_copy
+
+                pack = on_cpu and compute_dtype in (torch.float32, torch.bfloat16)
+                variant = inference_copy(self.model, compute_dtype, pack=pack)
             variant = self.compute_variants.setdefault(compute_dtype, variant)
         return variant
 

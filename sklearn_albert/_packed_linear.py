@@ -6,12 +6,14 @@ thousand token rows) that re-blocking is a large share of each matmul: packing t
 weights once made the encoder's matmuls 10-35% faster on a 2-core AVX512-BF16 machine, in
 float32 and bfloat16 alike (``benchmarks/bench_encode.py`` measures the whole effect).
 
-:func:`packed_inference_copy` builds the model that ``LoadedModel.model_for`` runs on CPU:
-it shares every parameter with the original model (no copy of embeddings or norms), swaps
-each ``nn.Linear`` for a :class:`PackedLinear` holding the packed weight (one extra copy
-of the Linear weights, at the compute precision), runs the feed-forward GELU of ALBERT and
-BERT layers inside the same oneDNN call, and replaces the composite tanh-GELU of
-BERT-era checkpoints with PyTorch's single-kernel version of the same formula.
+:func:`inference_copy` builds the model that ``LoadedModel.model_for`` runs at reduced
+precision on any device, and in float32 on CPU. It shares every parameter with the
+original model (no copy of embeddings or norms) and replaces the composite tanh-GELU of
+BERT-era checkpoints with PyTorch's single-kernel version of the same formula. On CPU it
+swaps each ``nn.Linear`` for a :class:`PackedLinear` holding the packed weight (one extra
+copy of the Linear weights, at the compute precision) and runs the feed-forward GELU of
+ALBERT and BERT layers inside the same oneDNN call; elsewhere each Linear gets its own
+copy of the weights at the compute precision.
 
 The packing uses ``torch.ops.mkldnn`` operators, which PyTorch builds use for their own
 compiled CPU graphs but does not document. Each copy is probed against ``nn.Linear``
@@ -29,26 +31,29 @@ import torch  # imported lazily by _model.py, never at package import
 logger = logging.getLogger("sklearn_albert")
 
 
-def packed_inference_copy(model, dtype):
-    """A copy of ``model`` for CPU inference at ``dtype``, sharing its parameters.
+def inference_copy(model, dtype, *, pack):
+    """A copy of ``model`` for inference at ``dtype``, sharing its parameters.
 
     Parameters
     ----------
     model : torch.nn.Module
-        A frozen model on CPU, in float32.
+        A frozen model, in float32.
     dtype : torch.dtype
-        ``torch.float32`` or ``torch.bfloat16``: the precision of the Linear layers.
+        The precision of the Linear layers.
+    pack : bool
+        Pack the Linear weights for oneDNN (CPU, float32 or bfloat16 only) when this
+        PyTorch build supports it.
 
     Returns
     -------
     copy : torch.nn.Module
-        With packed Linear layers when this PyTorch build supports them, else with plain
-        Linear layers cast to ``dtype`` (the behaviour without packing).
+        With packed Linear layers when ``pack`` and the build allow, else with plain
+        Linear layers holding their own ``dtype`` copy of the weights.
     """
     # Deep-copy the module tree but not the tensors: the copy reuses every parameter.
     shared = {id(tensor): tensor for tensor in [*model.parameters(), *model.buffers()]}
     variant = copy.deepcopy(model, memo=shared)
-    use_packing = packing_works(dtype)
+    use_packing = pack and packing_works(dtype)
     if use_packing:
         _fuse_feed_forward_gelu(variant, dtype)
     _swap_tanh_gelu(variant)

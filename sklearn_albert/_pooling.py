@@ -39,9 +39,9 @@ def pool_hidden_states(hidden_states, attention_mask):
     """
     import torch
 
-    # Layer by layer, reading each hidden state in place: stacking the layers first (or an
-    # einsum over the stack) copies every token vector of every layer once more, which was
-    # several percent of a CPU forward pass. Autocast is off: pooling stays float32.
+    # Autocast is off: inside the forward pass's bfloat16 context a matmul (the mean) would
+    # otherwise run in bfloat16. Layer by layer, each hidden state is read in place rather
+    # than stacked into one more copy of every token vector.
     with torch.autocast(device_type=attention_mask.device.type, enabled=False):
         mask = attention_mask.to(torch.float32)
         # Clamped so that a fully masked row yields zeros instead of NaN.

@@ -648,7 +648,7 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     def _remap_device(self):
         """Run on this machine's device when the fitted one is missing here."""
-        from ._model import dtype_name, resolve_device, resolve_dtype, warn_device_change
+        from ._model import resolve_device, warn_device_change
 
         try:
             device = resolve_device(self.device_)
@@ -656,7 +656,7 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             device = resolve_device("auto" if self.device == "auto" else "cpu")
             warn_device_change(self.device_, str(device))
             self.device_ = str(device)
-            self.dtype_ = dtype_name(resolve_dtype(self.dtype, device))
+            self.dtype_ = self._dtype_name_on(device)
 
     # ------------------------------------------------------------------ saving without pickle
 

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModel
 
 from sklearn_albert import _packed_linear
-from sklearn_albert._packed_linear import PackedLinear, packed_inference_copy, packing_works
+from sklearn_albert._packed_linear import PackedLinear, inference_copy, packing_works
 
 needs_packing = pytest.mark.skipif(
     not packing_works(torch.float32) or not packing_works(torch.bfloat16),
@@ -52,7 +52,7 @@ def test_packed_linear_computes_what_linear_computes(gelu):
 
 @needs_packing
 def test_the_packed_copy_shares_parameters_and_matches_the_model(tiny_model):
-    variant = packed_inference_copy(tiny_model, torch.float32)
+    variant = inference_copy(tiny_model, torch.float32, pack=True)
 
     packed = [module for module in variant.modules() if isinstance(module, PackedLinear)]
     sources = {id(module.source) for module in packed}
@@ -74,7 +74,7 @@ def test_the_packed_copy_shares_parameters_and_matches_the_model(tiny_model):
 
 @needs_packing
 def test_a_packed_copy_can_be_deep_copied(tiny_model):
-    variant = packed_inference_copy(tiny_model, torch.bfloat16)
+    variant = inference_copy(tiny_model, torch.bfloat16, pack=True)
     twin = copy.deepcopy(variant)
     torch.testing.assert_close(hidden_states(twin)[0], hidden_states(variant)[0])
 
@@ -82,8 +82,8 @@ def test_a_packed_copy_can_be_deep_copied(tiny_model):
 def test_without_packing_the_copy_keeps_plain_layers(tiny_model, monkeypatch):
     monkeypatch.setattr(_packed_linear, "packing_works", lambda dtype: False)
 
-    float32 = packed_inference_copy(tiny_model, torch.float32)
-    bfloat16 = packed_inference_copy(tiny_model, torch.bfloat16)
+    float32 = inference_copy(tiny_model, torch.float32, pack=True)
+    bfloat16 = inference_copy(tiny_model, torch.bfloat16, pack=True)
 
     linears = [module for module in float32.modules() if type(module) is torch.nn.Linear]
     assert linears and not any(isinstance(module, PackedLinear) for module in float32.modules())
@@ -115,3 +115,13 @@ def test_the_vectorizer_builds_its_cpu_copy_once(fitted_tiny_vectorizer):
 def test_the_environment_switch_turns_packing_off(monkeypatch, value):
     monkeypatch.setenv("SKLEARN_ALBERT_CPU_PACKING", value)
     assert packing_works(torch.float32) is False
+
+
+def test_an_unpacked_reduced_copy_casts_only_linear_weights_and_shares_the_rest(tiny_model):
+    # The path of float16 and of reduced precision on GPUs (pack=False).
+    variant = inference_copy(tiny_model, torch.float16, pack=False)
+
+    assert not any(isinstance(module, PackedLinear) for module in variant.modules())
+    assert variant.pooler.weight.dtype == torch.float16
+    assert variant.get_input_embeddings().weight is tiny_model.get_input_embeddings().weight
+    assert tiny_model.pooler.weight.dtype == torch.float32
