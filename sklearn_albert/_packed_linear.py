@@ -18,8 +18,9 @@ copy of the weights at the compute precision.
 The packing uses ``torch.ops.mkldnn`` operators, which PyTorch builds use for their own
 compiled CPU graphs but does not document. Each copy is probed against ``nn.Linear``
 when it is built; where the operators are missing or disagree, the plain layers are kept.
-``SKLEARN_ALBERT_CPU_PACKING=0`` in the environment turns packing and fusion off (models
-already loaded keep their copy).
+On CPU the copy also runs short sequences' attention as plain matmuls
+(``_attention.py``). ``SKLEARN_ALBERT_CPU_PACKING=0`` in the environment turns packing,
+fusion and that attention off (models already loaded keep their copy).
 """
 
 import copy
@@ -27,6 +28,8 @@ import logging
 import os
 
 import torch  # imported lazily by _model.py, never at package import
+
+from ._attention import use_length_aware_attention
 
 logger = logging.getLogger("sklearn_albert")
 
@@ -56,6 +59,8 @@ def inference_copy(model, dtype, *, pack):
     use_packing = pack and packing_works(dtype)
     if use_packing:
         _fuse_feed_forward_gelu(variant, dtype)
+    if pack and cpu_speedups_enabled():
+        use_length_aware_attention(variant)
     _swap_tanh_gelu(variant)
     for parent in list(variant.modules()):
         if isinstance(parent, PackedLinear):
@@ -106,13 +111,18 @@ def _gelu_algorithm(activation):
     return None
 
 
-#: Set this environment variable to 0 to run the plain ``nn.Linear`` layers instead.
+#: Set this environment variable to 0 to run the plain ``nn.Linear`` layers and SDPA instead.
 SWITCH = "SKLEARN_ALBERT_CPU_PACKING"
+
+
+def cpu_speedups_enabled():
+    """Whether :data:`SWITCH` leaves packing, fusion and length-aware attention on."""
+    return os.environ.get(SWITCH, "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
 def packing_works(dtype):
     """Whether to pack Linear weights at ``dtype`` on CPU: allowed, and correct in this build."""
-    if os.environ.get(SWITCH, "1").strip().lower() in {"0", "false", "no", "off"}:
+    if not cpu_speedups_enabled():
         return False
     key = str(dtype)
     if key not in _PROBED:

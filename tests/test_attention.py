@@ -1,0 +1,137 @@
+import pytest
+import torch
+from transformers import AutoModel
+
+from sklearn_albert import _attention
+from sklearn_albert._attention import NAME, length_aware_attention
+from sklearn_albert._packed_linear import inference_copy
+
+
+def sdpa_reference(query, key, value, mask):
+    """What transformers' SDPA path returns: (batch, tokens, heads, head_dim)."""
+    output = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+    return output.transpose(1, 2)
+
+
+def random_heads(n_tokens, dtype=torch.float32, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(3, 4, n_tokens, 8, generator=generator).to(dtype) for _ in range(3)]
+
+
+def encoder_attention_layer():
+    """What the attention function reads of a layer: encoders attend both ways."""
+    layer = torch.nn.Module()
+    layer.is_causal = False
+    return layer
+
+
+def padding_mask(n_tokens):
+    """SDPA's boolean mask: the second text's last three tokens are padding."""
+    mask = torch.ones(3, 1, n_tokens, n_tokens, dtype=torch.bool)
+    mask[1, :, :, n_tokens - 3 :] = False
+    return mask
+
+
+@pytest.mark.parametrize("mask_kind", ["boolean", "additive", "none"])
+@pytest.mark.parametrize("n_tokens", [9, _attention.MATMUL_MAX_TOKENS + 5])
+def test_length_aware_attention_equals_sdpa(mask_kind, n_tokens):
+    query, key, value = random_heads(n_tokens)
+    boolean = padding_mask(n_tokens)
+    mask = {
+        "boolean": boolean,
+        "additive": torch.zeros(boolean.shape).masked_fill(~boolean, float("-inf")),
+        "none": None,
+    }[mask_kind]
+    output, weights = length_aware_attention(
+        encoder_attention_layer(), query, key, value, mask, scaling=None
+    )
+
+    assert weights is None
+    assert output.shape == (3, n_tokens, 4, 8) and output.is_contiguous()
+    torch.testing.assert_close(output, sdpa_reference(query, key, value, mask))
+
+
+def test_short_sequences_run_as_matmuls_and_long_ones_through_sdpa(monkeypatch):
+    calls = []
+    import transformers.integrations.sdpa_attention as sdpa_module
+
+    real_sdpa = sdpa_module.sdpa_attention_forward
+
+    def recording_sdpa(*args, **kwargs):
+        calls.append(args[1].shape[-2])
+        return real_sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(sdpa_module, "sdpa_attention_forward", recording_sdpa)
+    layer = encoder_attention_layer()
+    for n_tokens in (_attention.MATMUL_MAX_TOKENS, _attention.MATMUL_MAX_TOKENS + 1):
+        query, key, value = random_heads(n_tokens)
+        length_aware_attention(layer, query, key, value, None)
+
+    assert calls == [_attention.MATMUL_MAX_TOKENS + 1]
+
+
+def test_reduced_precision_keeps_the_softmax_in_float32():
+    query, key, value = random_heads(12, dtype=torch.bfloat16)
+    mask = padding_mask(12)
+
+    output, _ = length_aware_attention(encoder_attention_layer(), query, key, value, mask)
+
+    assert output.dtype == torch.bfloat16
+    expected = sdpa_reference(query.float(), key.float(), value.float(), mask)
+    torch.testing.assert_close(output.float(), expected, atol=2e-2, rtol=2e-2)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_albert_path):
+    return AutoModel.from_pretrained(tiny_albert_path).eval().requires_grad_(False)
+
+
+def test_the_cpu_inference_copy_switches_attention_and_matches_the_model(tiny_model):
+    variant = inference_copy(tiny_model, torch.float32, pack=True)
+
+    assert variant.config._attn_implementation == NAME
+    assert tiny_model.config._attn_implementation == "sdpa"  # the original is left alone
+    input_ids = torch.randint(5, 100, (3, 9), generator=torch.Generator().manual_seed(0))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 6:] = 0
+    with torch.inference_mode():
+        expected = tiny_model(input_ids=input_ids, attention_mask=attention_mask)
+        result = variant(input_ids=input_ids, attention_mask=attention_mask)
+    torch.testing.assert_close(
+        result.last_hidden_state, expected.last_hidden_state, atol=1e-5, rtol=1e-4
+    )
+
+
+def test_an_explicit_attention_choice_is_kept(tiny_albert_path):
+    eager = AutoModel.from_pretrained(tiny_albert_path, attn_implementation="eager").eval()
+
+    variant = inference_copy(eager.requires_grad_(False), torch.float32, pack=True)
+
+    assert variant.config._attn_implementation == "eager"
+
+
+def test_the_environment_switch_keeps_sdpa(tiny_model, monkeypatch):
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_PACKING", "0")
+
+    variant = inference_copy(tiny_model, torch.float32, pack=True)
+
+    assert variant.config._attn_implementation == "sdpa"
+
+
+def test_gpu_copies_keep_sdpa(tiny_model):
+    # pack=False is the path of reduced precision on GPUs: SDPA's fused kernels stay.
+    variant = inference_copy(tiny_model, torch.float16, pack=False)
+
+    assert variant.config._attn_implementation == "sdpa"
+
+
+def test_a_layer_that_may_be_causal_goes_to_sdpa(monkeypatch):
+    import transformers.integrations.sdpa_attention as sdpa_module
+
+    calls = []
+    monkeypatch.setattr(sdpa_module, "sdpa_attention_forward", lambda *a, **k: calls.append(1))
+    query, key, value = random_heads(9)
+
+    length_aware_attention(torch.nn.Module(), query, key, value, None)
+
+    assert calls == [1]
