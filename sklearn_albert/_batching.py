@@ -6,6 +6,10 @@ out-of-memory error shows up on the first batch) and cut into batches that hold 
 padded only to its own longest text, run under ``torch.inference_mode`` (and autocast for
 reduced precision), pooled on the device, and handed back with the input indices it holds,
 so callers can write rows straight into their output without keeping token states.
+
+Texts arrive in groups of :data:`ENCODE_GROUP` (:func:`tokenized_groups`), sorted and
+batched within each group; on CUDA a worker tokenizes the next group, and pads and pins the
+next batch, while the GPU computes.
 """
 
 import logging
@@ -131,7 +135,50 @@ def is_out_of_memory(error):
     return isinstance(error, oom_type) or "out of memory" in str(error).lower()
 
 
-def encode(loaded, ids, *, batch_size, max_tokens, compute_dtype, progress=None):
+#: Texts tokenized, sorted and encoded together. Sorting within groups this large pads as
+#: little as sorting everything; on CUDA the next group is tokenized during this one's encoding.
+ENCODE_GROUP = 16384
+
+
+def tokenized_groups(tokenizer, texts, *, overlap, group_size=None):
+    """Consecutive groups of ``texts`` with their token ids, tokenized one group ahead.
+
+    Parameters
+    ----------
+    tokenizer : transformers tokenizer
+    texts : list of str
+    overlap : bool
+        Tokenize the next group in a worker thread while the caller encodes this one
+        (fast tokenizers release the GIL). Worth it on a GPU; on a CPU the worker would
+        only take cores from the matmuls.
+    group_size : int, default=None
+        Texts per group; None means :data:`ENCODE_GROUP`.
+
+    Yields
+    ------
+    group : list of str
+    content_ids : list of list of int
+        As :func:`tokenize` returns them for ``group``.
+    """
+    group_size = group_size or ENCODE_GROUP
+    groups = [texts[start : start + group_size] for start in range(0, len(texts), group_size)]
+    if not overlap or len(groups) < 2:
+        for group in groups:
+            yield group, tokenize(tokenizer, group)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sklearn_albert_tokenize") as pool:
+        pending = pool.submit(tokenize, tokenizer, groups[0])
+        try:
+            for position, group in enumerate(groups):
+                content = pending.result()
+                if position + 1 < len(groups):
+                    pending = pool.submit(tokenize, tokenizer, groups[position + 1])
+                yield group, content
+        finally:
+            pending.cancel()
+
+
+def encode(loaded, ids, *, batch_size, max_tokens, compute_dtype):
     """Encode token ids batch by batch.
 
     Parameters
@@ -142,8 +189,6 @@ def encode(loaded, ids, *, batch_size, max_tokens, compute_dtype, progress=None)
     batch_size, max_tokens : int
         Budgets, see :func:`plan_batches`.
     compute_dtype : torch.dtype
-    progress : callable or None
-        Called with the number of texts finished after each batch.
 
     Yields
     ------
@@ -171,8 +216,6 @@ def encode(loaded, ids, *, batch_size, max_tokens, compute_dtype, progress=None)
             batch, tensors = pending.result() if prefetcher else pending
             pending = _prefetch(prefetcher, prepare, batches, position + 1)
             yield from _encode_with_backoff(loaded, batch, tensors, compute_dtype, ids, pad_id)
-            if progress is not None:
-                progress(len(batch))
     finally:
         if prefetcher is not None:
             prefetcher.shutdown(wait=True, cancel_futures=True)

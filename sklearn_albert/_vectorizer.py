@@ -1,5 +1,6 @@
 """AlbertVectorizer: parameters, validation, fit/transform, feature names, tags, pickling."""
 
+import functools
 import logging
 import os
 import warnings
@@ -490,14 +491,15 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _encode_missing(self, features, position_of, texts, namespace, memory, disk):
         """Run the encoder on ``texts``, write their rows, and cache what fits.
 
+        Texts go through in groups (``_batching.tokenized_groups``): each group is
+        tokenized, cut into windows, sorted and encoded; on CUDA the next group is
+        tokenized while the device encodes this one.
+
         Returns the number of texts that were truncated.
         """
-        from ._batching import AUTO_TOKEN_BUDGET, encode, tokenize
+        from ._batching import AUTO_TOKEN_BUDGET, tokenized_groups
 
         loaded = self._ensure_loaded()
-        windows, owner, n_windows, n_tokens, truncated = self._windows(
-            loaded, tokenize(loaded.tokenizer, texts)
-        )
         entry_bytes = 4 * self.hidden_size_ * (3 * self.n_hidden_states_ + 1)
         keep_in_memory = memory is not None and memory.can_hold(len(texts) * entry_bytes)
         if memory is not None and not keep_in_memory:
@@ -511,51 +513,62 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         max_tokens = self.max_tokens_per_batch
         if max_tokens == "auto":
             max_tokens = AUTO_TOKEN_BUDGET.get(loaded.device.type, 4096)
-        progress = _progress_bar(len(windows)) if self.verbose else None
-        partial = {}  # text index -> window summaries of a chunked text still incomplete
+        store = functools.partial(
+            self._store_finished,
+            features,
+            position_of,
+            namespace=namespace,
+            memory=memory if keep_in_memory else None,
+            disk=disk,
+        )
+        progress = _progress_bar(len(texts)) if self.verbose else None
+        n_truncated = 0
         try:
-            for batch, summaries, pooler in encode(
-                loaded,
-                windows,
-                batch_size=self.batch_size,
-                max_tokens=max_tokens,
-                compute_dtype=self._compute_dtype(),
-                progress=progress.update if progress is not None else None,
+            for group, content in tokenized_groups(
+                loaded.tokenizer, texts, overlap=loaded.device.type == "cuda"
             ):
-                finished = []
-                for row, window in enumerate(batch):
-                    index = owner[window]
-                    window_pooler = None if pooler is None else pooler[row]
-                    if n_windows[index] == 1:
-                        summary = (
-                            summaries[row].copy(),
-                            None if pooler is None else window_pooler.copy(),
-                        )
-                    else:
-                        parts = partial.setdefault(index, [])
-                        parts.append((summaries[row].copy(), window_pooler, len(windows[window])))
-                        if len(parts) < n_windows[index]:
-                            continue
-                        summary = self._merge_windows(partial.pop(index))
-                    finished.append(
-                        (
-                            index,
-                            TextEncoding(*summary, int(n_tokens[index]), bool(truncated[index])),
-                        )
-                    )
-                if finished:
-                    self._store_finished(
-                        features,
-                        position_of,
-                        texts,
-                        finished,
-                        namespace,
-                        memory if keep_in_memory else None,
-                        disk,
-                    )
+                n_truncated += self._encode_group(
+                    loaded, group, content, max_tokens, store, progress
+                )
         finally:
             if progress is not None:
                 progress.close()
+        return n_truncated
+
+    def _encode_group(self, loaded, texts, content, max_tokens, store, progress):
+        """Encode one group of texts from their token ids; returns how many were truncated."""
+        from ._batching import encode
+
+        windows, owner, n_windows, n_tokens, truncated = self._windows(loaded, content)
+        partial = {}  # text index -> window summaries of a chunked text still incomplete
+        for batch, summaries, pooler in encode(
+            loaded,
+            windows,
+            batch_size=self.batch_size,
+            max_tokens=max_tokens,
+            compute_dtype=self._compute_dtype(),
+        ):
+            finished = []
+            for row, window in enumerate(batch):
+                index = owner[window]
+                window_pooler = None if pooler is None else pooler[row]
+                if n_windows[index] == 1:
+                    summary = (
+                        summaries[row].copy(),
+                        None if pooler is None else window_pooler.copy(),
+                    )
+                else:
+                    parts = partial.setdefault(index, [])
+                    parts.append((summaries[row].copy(), window_pooler, len(windows[window])))
+                    if len(parts) < n_windows[index]:
+                        continue
+                    summary = self._merge_windows(partial.pop(index))
+                encoding = TextEncoding(*summary, int(n_tokens[index]), bool(truncated[index]))
+                finished.append((texts[index], encoding))
+            if finished:
+                store(finished)
+                if progress is not None:
+                    progress.update(len(finished))
         return int(truncated.sum())
 
     def _windows(self, loaded, content):
@@ -591,16 +604,15 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         n_tokens = np.array([n for _, _, n in parts])
         return merge_windows(summaries, poolers, n_tokens, self.chunk_aggregation)
 
-    def _store_finished(self, features, position_of, texts, finished, namespace, memory, disk):
-        """Write the rows of finished texts and offer their encodings to the caches."""
-        rows = [position_of[texts[index]] for index, _ in finished]
+    def _store_finished(self, features, position_of, finished, *, namespace, memory, disk):
+        """Write the rows of finished ``(text, encoding)`` pairs and offer them to the caches."""
+        rows = [position_of[text] for text, _ in finished]
         features[rows] = self._combine([entry for _, entry in finished])
-        items = [(texts[index], entry) for index, entry in finished]
         if memory is not None:
-            for text, entry in items:
+            for text, entry in finished:
                 memory.put(namespace, text, entry)
         if disk is not None:
-            disk.put_many(namespace, items)
+            disk.put_many(namespace, finished)
 
     def _compute_dtype(self):
         import torch

@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -95,3 +97,57 @@ def test_batches_finished_before_a_failure_stay_cached(vectorizer, monkeypatch):
     monkeypatch.undo()
     vectorizer.transform(texts)
     assert cache_info()["misses"] == len(set(texts)) + len(set(texts)) - 8
+
+
+def test_tokenized_groups_cover_the_texts_in_order_one_group_at_a_time():
+    class RecordingTokenizer:
+        calls = []
+
+        def __call__(self, texts, **kwargs):
+            self.calls.append(list(texts))
+            return {"input_ids": [[len(text)] for text in texts]}
+
+    texts = [f"text {'x' * i}" for i in range(7)]
+    tokenizer = RecordingTokenizer()
+
+    groups = list(batching.tokenized_groups(tokenizer, texts, overlap=False, group_size=3))
+
+    assert [group for group, _ in groups] == [texts[0:3], texts[3:6], texts[6:7]]
+    assert [ids for _, ids in groups] == [[[len(t)] for t in group] for group, _ in groups]
+    assert tokenizer.calls == [texts[0:3], texts[3:6], texts[6:7]]
+
+
+@pytest.mark.filterwarnings("ignore:1 of 11 distinct texts:UserWarning")
+@pytest.mark.parametrize("long_text", ["truncate", "chunk"])
+def test_overlapped_group_tokenization_gives_the_same_features(vectorizer, monkeypatch, long_text):
+    # The CUDA path (a worker tokenizes the next group) forced on CPU, with groups of 3.
+    texts = generated_sentences(10, seed=8) + ["a long text " * 30]
+    vectorizer.set_params(embedding_cache=None, long_text=long_text, max_length=24, stride=4)
+    expected = vectorizer.fit(texts).transform(texts)
+    threads = []
+    real_tokenize, real_groups = batching.tokenize, batching.tokenized_groups
+
+    def recording_tokenize(tokenizer, group):
+        threads.append(threading.current_thread().name)
+        return real_tokenize(tokenizer, group)
+
+    def overlapped_groups(tokenizer, group_texts, *, overlap):
+        return real_groups(tokenizer, group_texts, overlap=True, group_size=3)
+
+    monkeypatch.setattr(batching, "tokenize", recording_tokenize)
+    monkeypatch.setattr(batching, "tokenized_groups", overlapped_groups)
+    features = vectorizer.transform(texts)
+
+    np.testing.assert_allclose(features, expected, atol=1e-5)
+    assert len(threads) == 4  # 11 distinct texts in groups of 3
+    assert all(name.startswith("sklearn_albert_tokenize") for name in threads)
+
+
+def test_a_consumer_that_stops_early_leaves_no_tokenizing_worker():
+    tokenizer = lambda texts, **kwargs: {"input_ids": [[1] for _ in texts]}  # noqa: E731
+    groups = batching.tokenized_groups(tokenizer, list("abcdefg"), overlap=True, group_size=2)
+
+    assert next(groups)[0] == ["a", "b"]
+    groups.close()
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("sklearn_albert_tokenize")]
