@@ -347,7 +347,22 @@ def machine_info():
         info[probe.strip("_")] = bool(check()) if check is not None else None
     for package in ("transformers", "sentence_transformers", "sklearn", "sklearn_albert"):
         info[package] = _version_of(package)
+    info["blas_threads"] = blas_threads()
     return info
+
+
+def blas_threads():
+    """``{library file: thread count}`` of every BLAS loaded in this process (threadpoolctl).
+
+    numpy and scipy wheels each bring their own OpenBLAS; both show here.
+    """
+    from threadpoolctl import threadpool_info
+
+    return {
+        Path(pool["filepath"]).name: pool["num_threads"]
+        for pool in threadpool_info()
+        if pool["user_api"] == "blas"
+    }
 
 
 def _cpu_model():
