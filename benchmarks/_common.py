@@ -129,6 +129,31 @@ def read_sst2_glue_dev():
     return [row["sentence"] for row in rows], [int(row["label"]) for row in rows]
 
 
+def read_stsb_test():
+    """STS-B test from ``../shared`` as ``(scores, first sentences, second sentences)``.
+
+    Returns None when the file is absent. Tab-separated, no header; some rows carry extra
+    trailing fields, so columns are read by position (score 4, sentences 5 and 6).
+    """
+    path = SHARED / "data" / "stsb" / "sts-test.csv"
+    if not path.exists():
+        return None
+    scores, first, second = [], [], []
+    with open(path, encoding="utf-8", newline="") as handle:
+        for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+            scores.append(float(row[4]))
+            first.append(row[5])
+            second.append(row[6])
+    return scores, first, second
+
+
+def spearman(values, reference):
+    """Spearman rank correlation of two sequences (scipy)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(values, reference).statistic)
+
+
 def sample_sst2_train(n_texts, *, seed=0, distinct=False):
     """``n_texts`` SST-2 train rows drawn without replacement with ``random.Random(seed)``.
 

@@ -4,7 +4,8 @@ Every system runs in this one process, in interleaved rounds (each system once p
 the order rotated from round to round) so that a change in machine load hits all of them
 alike; the median of the rounds is reported. The systems, all mean-pooling the last layer:
 
-* ``AlbertVectorizer`` with default settings, and with ``dtype="float32"``;
+* ``AlbertVectorizer`` with default settings, with ``dtype="float32"`` and, on CPU, with
+  ``dtype="int8"``;
 * ``sentence-transformers``: ``SentenceTransformer`` built from the same folder with a mean
   ``Pooling`` module, ``encode(batch_size=32)``; the reference for the ratios;
 * the ``transformers`` ``pipeline("feature-extraction", batch_size=32)``, mean over each
@@ -233,6 +234,18 @@ def build_systems(folder, texts, token_counts, args):
         pipeline_system(folder, token_counts, device=args.device),
         one_at_a_time_system(folder, loop_index, device=args.device),
     ]
+    if args.device == "cpu":
+        systems.insert(
+            2,
+            albert_vectorizer_system(
+                folder,
+                n_texts,
+                device=args.device,
+                dtype="int8",
+                name="albert_int8",
+                label='AlbertVectorizer, dtype="int8"',
+            ),
+        )
     if args.gpu_mode:
         systems += gpu_sweep_systems(folder, n_texts, args)
     return systems
@@ -434,19 +447,35 @@ def bench_model(model_name, texts, args):
 
 
 def minilm_fidelity(texts, device):
-    """Cosine of default-precision to float32 AlbertVectorizer embeddings on the real MiniLM."""
+    """How far reduced precision moves the real MiniLM's embeddings from float32.
+
+    For the default precision and, on CPU, ``dtype="int8"``: the cosine of each text's
+    embedding to its float32 one, and, where ``../shared`` has STS-B, the test-set Spearman
+    correlation of pair cosines with the gold scores at every precision.
+    """
     from sklearn_albert import AlbertVectorizer
 
     folder = common.minilm_folder()
-    default = AlbertVectorizer(str(folder), device=device, embedding_cache=None).fit(["x"])
-    exact = AlbertVectorizer(str(folder), device=device, dtype="float32", embedding_cache=None)
-    cosines = cosine_rows(default.transform(texts), exact.fit(["x"]).transform(texts))
-    return {
-        "default_dtype": default.dtype_,
-        "n_texts": len(texts),
-        "cosine_min": float(cosines.min()),
-        "cosine_mean": float(cosines.mean()),
+    dtypes = ["float32", "auto"] + (["int8"] if device == "cpu" else [])
+    vectorizers = {
+        dtype: AlbertVectorizer(str(folder), device=device, dtype=dtype, embedding_cache=None)
+        for dtype in dtypes
     }
+    exact = vectorizers["float32"].fit(["x"]).transform(texts)
+    stsb = common.read_stsb_test()
+    result = {"n_texts": len(texts), "stsb_test_pairs": None if stsb is None else len(stsb[0])}
+    for dtype, vectorizer in vectorizers.items():
+        vectorizer.fit(["x"])
+        cosines = cosine_rows(vectorizer.transform(texts), exact)
+        figures = {"dtype": vectorizer.dtype_}
+        if dtype != "float32":
+            figures.update(cosine_min=float(cosines.min()), cosine_mean=float(cosines.mean()))
+        if stsb is not None:
+            scores, first, second = stsb
+            pair_cosines = cosine_rows(vectorizer.transform(first), vectorizer.transform(second))
+            figures["stsb_test_spearman"] = common.spearman(pair_cosines, scores)
+        result["default" if dtype == "auto" else dtype] = figures
+    return result
 
 
 # ---------------------------------------------------------------------- output
@@ -488,11 +517,20 @@ def print_report(payload):
         )
     fidelity = payload.get("minilm_fidelity")
     if fidelity:
-        print(
-            f"\nreal MiniLM, default dtype ({fidelity['default_dtype']}) vs float32: cosine "
-            f"min {fidelity['cosine_min']:.6f}, mean {fidelity['cosine_mean']:.6f} "
-            f"over {fidelity['n_texts']} texts"
-        )
+        print(f"\nreal MiniLM fidelity ({fidelity['n_texts']} texts; STS-B test Spearman):")
+        for key in ("float32", "default", "int8"):
+            figures = fidelity.get(key)
+            if figures is None:
+                continue
+            line = f"  {key} ({figures['dtype']}):"
+            if "cosine_min" in figures:
+                line += (
+                    f" cosine to float32 min {figures['cosine_min']:.6f}, "
+                    f"mean {figures['cosine_mean']:.6f};"
+                )
+            if "stsb_test_spearman" in figures:
+                line += f" STS-B Spearman {figures['stsb_test_spearman']:.4f}"
+            print(line)
 
 
 def save_chart(payload, path):
@@ -579,7 +617,9 @@ def parse_args(argv=None):
         help="the dtype x batch size sweep (default: on with CUDA)",
     )
     parser.add_argument(
-        "--no-fidelity", action="store_true", help="skip the MiniLM default-vs-float32 cosine check"
+        "--no-fidelity",
+        action="store_true",
+        help="skip the MiniLM fidelity check (default and int8 against float32)",
     )
     parser.add_argument(
         "--quick",
