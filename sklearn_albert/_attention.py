@@ -24,6 +24,12 @@ NAME = "sklearn_albert_length_aware"
 #: matmuls 2-2.5x faster at 20-80 tokens, 1.2x slower at 128, 2x slower at 512.
 MATMUL_MAX_TOKENS = 96
 
+#: Keyword arguments that leave the attention's arithmetic as it is. Any other one given a
+#: value (a sliding window, a logit soft-cap, attention sinks, ...) sends the call to SDPA.
+NEUTRAL_KWARGS = frozenset(
+    {"position_ids", "output_hidden_states", "output_attentions", "encoder_hidden_states"}
+)
+
 
 def length_aware_attention(
     module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs
@@ -52,7 +58,8 @@ def length_aware_attention(
     # A layer that does not say it attends both ways is left to transformers' SDPA path,
     # which treats it as causal.
     causal = getattr(module, "is_causal", True)
-    if query.device.type != "cpu" or not short or dropout or causal:
+    plain = all(value is None or name in NEUTRAL_KWARGS for name, value in kwargs.items())
+    if query.device.type != "cpu" or not short or dropout or causal or not plain:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(

@@ -135,3 +135,19 @@ def test_a_layer_that_may_be_causal_goes_to_sdpa(monkeypatch):
     length_aware_attention(torch.nn.Module(), query, key, value, None)
 
     assert calls == [1]
+
+
+@pytest.mark.parametrize("option", [{"sliding_window": 4}, {"softcap": 30.0}])
+def test_options_that_change_the_arithmetic_go_to_sdpa(monkeypatch, option):
+    import transformers.integrations.sdpa_attention as sdpa_module
+
+    calls = []
+    monkeypatch.setattr(sdpa_module, "sdpa_attention_forward", lambda *a, **k: calls.append(k))
+    query, key, value = random_heads(9)
+
+    length_aware_attention(encoder_attention_layer(), query, key, value, None, **option)
+    length_aware_attention(
+        encoder_attention_layer(), query, key, value, None, position_ids=None, sliding_window=None
+    )
+
+    assert len(calls) == 1 and option.items() <= calls[0].items()
