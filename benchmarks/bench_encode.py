@@ -318,8 +318,12 @@ def warm_up(systems, texts, n_warm_up):
         system.text_index = keep
 
 
-def run_rounds(systems, texts, *, rounds, device):
-    """Interleaved rounds: every system once per round, the order rotated each round."""
+def run_rounds(systems, texts, *, rounds, device, after_each_round=None):
+    """Interleaved rounds: every system once per round, the order rotated each round.
+
+    ``after_each_round`` (if given) is called after every round: the matmul peak is sampled
+    there, between the systems, so that a quiet spell anywhere in the run is caught.
+    """
     for round_index in range(rounds):
         shift = round_index % len(systems)
         order = systems[shift:] + systems[:shift]
@@ -328,6 +332,8 @@ def run_rounds(systems, texts, *, rounds, device):
             time_call(system, texts, device)
             print(f" {system.name} {system.times[-1]:.1f}s", end=";", flush=True)
         print()
+        if after_each_round is not None:
+            after_each_round()
 
 
 # ---------------------------------------------------------------------- figures
@@ -398,7 +404,13 @@ def parity(systems):
 
 
 def measure_peaks(device, quick):
-    """Matmul GFLOP/s per precision on ``device``, on torch's current thread count."""
+    """Matmul GFLOP/s per precision and kernel on ``device``, on torch's thread count.
+
+    Returns
+    -------
+    peaks : dict
+        ``{dtype: {kernel: GFLOP/s}}``, see ``_common.matmul_peak``.
+    """
     on_cuda = str(device).startswith("cuda")
     dtypes = ("float32", "bfloat16", "float16") if on_cuda else ("float32", "bfloat16")
     size = 1024 if quick else (8192 if on_cuda else 2048)
@@ -409,11 +421,26 @@ def measure_peaks(device, quick):
     }
 
 
+def best_peaks(samples):
+    """``{dtype: GFLOP/s}``: the best of every sample and kernel, and the same per kernel."""
+    dtypes = samples[0]
+    by_kernel = {
+        dtype: {
+            kernel: max(sample[dtype][kernel] for sample in samples) for kernel in samples[0][dtype]
+        }
+        for dtype in dtypes
+    }
+    return {dtype: max(kernels.values()) for dtype, kernels in by_kernel.items()}, by_kernel
+
+
 # ---------------------------------------------------------------------- one model
 
 
-def bench_model(model_name, texts, args):
-    """Time every system on ``model_name``; return its figures and fidelity."""
+def bench_model(model_name, texts, args, peak_samples):
+    """Time every system on ``model_name``; return its figures and fidelity.
+
+    A matmul peak sample is appended to ``peak_samples`` after every round.
+    """
     from transformers import AutoConfig, AutoTokenizer
 
     import sklearn_albert
@@ -428,7 +455,13 @@ def bench_model(model_name, texts, args):
     )
     systems = build_systems(folder, texts, token_counts, args)
     warm_up(systems, texts, n_warm_up=min(16, len(texts)))
-    run_rounds(systems, texts, rounds=args.rounds, device=args.device)
+    run_rounds(
+        systems,
+        texts,
+        rounds=args.rounds,
+        device=args.device,
+        after_each_round=lambda: peak_samples.append(measure_peaks(args.device, args.quick)),
+    )
     rows = [summarize(system, token_counts, config) for system in systems]
     add_ratios(rows)
     result = {
@@ -495,7 +528,15 @@ TABLE_COLUMNS = [
 
 
 def print_report(payload):
-    peaks = ", ".join(f"{k} {v:.0f}" for k, v in payload["matmul_peak_gflops"].items())
+    peaks = ", ".join(
+        f"{dtype} {best:.0f} ("
+        + ", ".join(
+            f"{kernel} {value:.0f}"
+            for kernel, value in payload["matmul_peak_gflops_by_kernel"][dtype].items()
+        )
+        + ")"
+        for dtype, best in payload["matmul_peak_gflops"].items()
+    )
     print(f"\nmatmul peak GFLOP/s ({payload['machine']['torch_threads']} threads): {peaks}")
     for result in payload["models"]:
         print(
@@ -652,11 +693,11 @@ def main(argv=None):
         f"{len(texts)} texts from {source}; device {args.device}; "
         f"{machine['torch_threads']} torch threads; load average {machine['load_average']}"
     )
-    peaks_before = measure_peaks(args.device, args.quick)
-    results = [bench_model(name, texts, args) for name in args.model]
-    peaks_after = measure_peaks(args.device, args.quick)
-    # Load only ever lowers a measurement: the better of the two is the closer to the peak.
-    peaks = {dtype: max(peaks_before[dtype], peaks_after[dtype]) for dtype in peaks_before}
+    peak_samples = [measure_peaks(args.device, args.quick)]
+    results = [bench_model(name, texts, args, peak_samples) for name in args.model]
+    peak_samples.append(measure_peaks(args.device, args.quick))
+    # Load only ever lowers a measurement: the best sample is the closest to the peak.
+    peaks, peaks_by_kernel = best_peaks(peak_samples)
     for result in results:
         add_peak_fractions(result["systems"], peaks)
     payload = {
@@ -670,7 +711,8 @@ def main(argv=None):
         "machine": machine,
         "load_average_after": list(os.getloadavg()),
         "matmul_peak_gflops": peaks,
-        "matmul_peak_gflops_start_end": {"start": peaks_before, "end": peaks_after},
+        "matmul_peak_gflops_by_kernel": peaks_by_kernel,
+        "matmul_peak_gflops_samples": peak_samples,
         "models": results,
     }
     if not args.no_fidelity and common.minilm_available():
