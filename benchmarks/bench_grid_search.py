@@ -166,7 +166,8 @@ def run(args):
     for round_index in range(args.rounds):
         # Rotate the order, so that a drift in machine load hits every measurement alike.
         steps = ["once", *BLAS_SETTINGS]
-        steps = steps[round_index % 3 :] + steps[: round_index % 3]
+        shift = round_index % len(steps)
+        steps = steps[shift:] + steps[:shift]
         for step in steps:
             if step == "once":
                 once_s, once_cache = time_one_transform(vectorizer, texts)
@@ -187,7 +188,11 @@ def run(args):
     once_s = statistics.median(once_times)
     grid_s = {blas: statistics.median(times) for blas, times in grid_times.items()}
     classifier_s = time_classifier_only(vectorizer, texts, labels, args.cv)
-    print(f"  classifier only: {classifier_s}", flush=True)
+    print(
+        "  classifier only: "
+        + ", ".join(f"{blas} {seconds:.1f}s" for blas, seconds in classifier_s.items()),
+        flush=True,
+    )
     clear_cache()
     grid_cache, search, n_unconverged = searches["as_is"]
 
@@ -203,7 +208,6 @@ def run(args):
         "texts": {"source": source, "n_texts": len(texts), "n_distinct": n_distinct},
         "grid": {"vect__pooling": POOLINGS, "clf__C": C_VALUES, "cv": args.cv, "n_fits": n_fits},
         "rounds": args.rounds,
-        "blas_threads": common.blas_threads(),
         "one_transform_times_s": once_times,
         "grid_search_times_s": grid_times,
         "one_transform_s": once_s,
@@ -227,7 +231,7 @@ def print_report(result):
     grid, cache = result["grid"], result["grid_search_cache"]
     print(
         f"\n{result['model']} ({result['dtype']}), {result['texts']['n_texts']} sentences, "
-        f"{grid['n_fits']} pipeline fits; BLAS threads {result['blas_threads']}"
+        f"{grid['n_fits']} pipeline fits; BLAS threads {result['machine']['blas_threads']}"
     )
     rows = [{"what": "one transform (cache cleared), median", "s": result["one_transform_s"]}]
     for blas in BLAS_SETTINGS:
