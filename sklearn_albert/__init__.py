@@ -3,7 +3,7 @@
 Importing this package is cheap: torch and transformers load when a model is first used.
 """
 
-from ._cache import cache_info, clear_cache, set_cache_limit
+from ._cache import cache_info, clear_embedding_cache, set_cache_limit
 from ._classifier import AlbertClassifier
 from ._keywords import AlbertKeywordExtractor
 from ._persistence import skops_trusted_types
@@ -13,6 +13,28 @@ from ._tokens import TokenEmbeddings
 from ._vectorizer import AlbertVectorizer
 
 __version__ = "0.1.0"
+
+
+def clear_cache(*, models=True):
+    """Empty the in-memory embedding cache and, by default, the shared model registry.
+
+    Parameters
+    ----------
+    models : bool, default=True
+        Also forget loaded checkpoints shared between estimator clones. Estimators that
+        still hold one keep it; others reload on their next ``fit`` or ``transform``.
+
+    Notes
+    -----
+    An on-disk cache lives in the folder given as ``embedding_cache``; delete that folder
+    to clear it.
+    """
+    clear_embedding_cache()
+    if models:
+        from ._loading import clear_model_registry
+
+        clear_model_registry()
+
 
 __all__ = [
     "AlbertClassifier",

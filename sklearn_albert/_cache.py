@@ -16,6 +16,7 @@ optional SQLite file on disk (``embedding_cache="path/to/folder"``) is shared by
 such as joblib workers in ``GridSearchCV(n_jobs=...)``.
 """
 
+import contextlib
 import hashlib
 import sqlite3
 import threading
@@ -25,12 +26,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._pooling import Encodings
+
 DEFAULT_MAX_BYTES = 1 << 30
 DISK_FILE_NAME = "sklearn_albert_embeddings.sqlite"
 
 
 class TextEncoding(NamedTuple):
-    """What one forward pass tells about one text."""
+    """What one forward pass tells about one text (one row of :class:`Encodings`)."""
 
     summaries: np.ndarray  # (3, n_layers, dim) float32: cls, mean, max per layer
     pooler: object  # (dim,) float32 ndarray, or None when the model has no pooler
@@ -43,7 +46,64 @@ class TextEncoding(NamedTuple):
         return self.summaries.nbytes + pooler_bytes + 64
 
 
-class MemoryCache:
+class _ArrayInterface:
+    """``lookup``/``store``/``writing`` over per-text ``get_many``/``put_many``."""
+
+    def lookup(self, namespace, texts, layers):
+        """Which texts are cached, and their encodings restricted to ``layers``.
+
+        Returns
+        -------
+        found : ndarray of shape (len(texts),), bool
+        encodings : Encodings
+            Of the found texts, in their order in ``texts``.
+        """
+        entries = self.get_many(namespace, texts)
+        found = np.fromiter((text in entries for text in texts), dtype=bool, count=len(texts))
+        rows = [entries[text] for text in texts if text in entries]
+        return found, _stack(rows, layers)
+
+    def store(self, namespace, texts, encodings):
+        """Keep the full encodings of ``texts``."""
+        self.put_many(
+            namespace,
+            [
+                (
+                    text,
+                    TextEncoding(
+                        encodings.summaries[row],
+                        None if encodings.pooler is None else encodings.pooler[row],
+                        int(encodings.n_tokens[row]),
+                        bool(encodings.truncated[row]),
+                    ),
+                )
+                for row, text in enumerate(texts)
+            ],
+        )
+
+    def writing(self, namespace):
+        """Held while the caller encodes and stores misses (no cross-process lock here)."""
+        return contextlib.nullcontext()
+
+
+def _stack(rows, layers):
+    layers = list(layers)
+    if not rows:
+        return Encodings(
+            np.empty((0, 3, len(layers), 0), np.float32),
+            None,
+            np.empty(0, np.int64),
+            np.empty(0, bool),
+        )
+    return Encodings(
+        summaries=np.stack([row.summaries[:, layers] for row in rows]),
+        pooler=None if rows[0].pooler is None else np.stack([row.pooler for row in rows]),
+        n_tokens=np.array([row.n_tokens for row in rows], dtype=np.int64),
+        truncated=np.array([row.truncated for row in rows], dtype=bool),
+    )
+
+
+class MemoryCache(_ArrayInterface):
     """A thread-safe, byte-bounded LRU mapping ``(namespace, text)`` to ``TextEncoding``."""
 
     def __init__(self, max_bytes=DEFAULT_MAX_BYTES):
@@ -67,8 +127,9 @@ class MemoryCache:
             self.misses += len(texts) - len(found)
         return found
 
-    def can_hold(self, n_bytes):
-        return n_bytes <= self.max_bytes
+    def put_many(self, namespace, items):
+        for text, entry in items:
+            self.put(namespace, text, entry)
 
     def put(self, namespace, text, entry):
         size = entry.nbytes + len(text)
@@ -107,8 +168,10 @@ class MemoryCache:
             }
 
 
-class DiskCache:
+class DiskCache(_ArrayInterface):
     """Entries in a SQLite file, safe to share between processes."""
+
+    shared_between_processes = True
 
     def __init__(self, folder):
         self.path = Path(folder) / DISK_FILE_NAME
@@ -180,10 +243,40 @@ class DiskCache:
 MEMORY_CACHE = MemoryCache()
 
 
-def namespace_for(**settings):
-    """A short stable hash naming everything that changes a forward pass."""
-    text = repr(sorted(settings.items()))
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+class _Layered(_ArrayInterface):
+    """The memory cache in front of a disk cache."""
+
+    shared_between_processes = True
+
+    def __init__(self, memory, disk):
+        self.memory, self.disk = memory, disk
+
+    def get_many(self, namespace, texts):
+        found = self.memory.get_many(namespace, texts)
+        if len(found) < len(texts):
+            from_disk = self.disk.get_many(namespace, [t for t in texts if t not in found])
+            self.memory.put_many(namespace, from_disk.items())
+            found.update(from_disk)
+        return found
+
+    def put_many(self, namespace, items):
+        self.memory.put_many(namespace, items)
+        self.disk.put_many(namespace, items)
+
+
+def embedding_cache_for(value):
+    """The cache for an already validated ``embedding_cache`` value, or None for no cache.
+
+    "memory" is the process-wide bounded cache; a folder path adds a SQLite file there that
+    processes share.
+    """
+    if value is None:
+        return None
+    memory = MEMORY_CACHE if MEMORY_CACHE.max_bytes > 0 else None
+    if isinstance(value, str) and value == "memory":
+        return memory
+    disk = DiskCache(value)
+    return disk if memory is None else _Layered(memory, disk)
 
 
 def set_cache_limit(max_bytes):
@@ -212,22 +305,6 @@ def cache_info():
     return MEMORY_CACHE.info()
 
 
-def clear_cache(*, models=True):
-    """Empty the in-memory embedding cache and, by default, the shared model registry.
-
-    Parameters
-    ----------
-    models : bool, default=True
-        Also forget loaded checkpoints shared between estimator clones. Estimators that
-        still hold one keep it; others reload on their next ``fit`` or ``transform``.
-
-    Notes
-    -----
-    An on-disk cache is a file, ``sklearn_albert_embeddings.sqlite`` in the folder given as
-    ``embedding_cache``; delete that file to clear it.
-    """
+def clear_embedding_cache():
+    """Empty the in-memory embedding cache."""
     MEMORY_CACHE.clear()
-    if models:
-        from ._model import clear_model_registry
-
-        clear_model_registry()

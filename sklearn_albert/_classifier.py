@@ -2,6 +2,7 @@
 
 import os
 import warnings
+from dataclasses import replace
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -14,14 +15,18 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
+from ._persistence import EncoderPersistence
 from ._validation import validate_texts
 
 # Kept in sync with _finetuning.HEAD_POOLING_NAMES, which cannot be imported here without
 # importing torch.
 HEAD_POOLING_NAMES = ("mean", "cls", "pooler")
 
+#: Tokens per text when ``max_length=None``, unless the model accepts fewer.
+DEFAULT_MAX_LENGTH = 128
 
-class AlbertClassifier(ClassifierMixin, BaseEstimator):
+
+class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
     """Fine-tune ALBERT (or any Hugging Face encoder) to classify raw texts.
 
     ``fit`` trains the whole encoder and a linear head on top of it with cross-entropy:
@@ -58,9 +63,11 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
         Fraction of all optimizer steps over which the learning rate rises linearly from
         0 to ``learning_rate``; it then decays linearly to 0 at the last step.
 
-    max_length : int or None, default=128
-        Tokens per text, special tokens included, and at most the model's limit (None
-        means that limit). Longer texts are truncated; ``fit`` warns how many.
+    max_length : int or None, default=None
+        Tokens per text, special tokens included. None means 128, or the model's limit
+        when that is smaller (fine-tuning cost grows with length; most sentences fit). A
+        value above the model's limit is refused, as by ``AlbertVectorizer``. Longer
+        texts are truncated; ``fit`` and every prediction warn how many.
 
     validation_fraction : float or None, default=None
         Fraction of the training texts held out (stratified) and scored after every epoch,
@@ -122,8 +129,13 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
     best_epoch_ : int or None
         With early stopping, the epoch whose weights were kept; else None.
 
+    settings_ : EncodeSettings
+        How predictions encode texts (pooling, token limit, precision, device, batch
+        budgets), resolved by ``fit``.
+
     n_truncated_ : int
-        Number of training texts longer than ``max_length_`` tokens.
+        Number of training texts longer than ``max_length_`` tokens. Predictions on
+        texts longer than that warn how many were cropped.
 
     device_ : str
         The device the model runs on.
@@ -200,7 +212,7 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
         learning_rate=5e-5,
         weight_decay=0.01,
         warmup=0.1,
-        max_length=128,
+        max_length=None,
         validation_fraction=None,
         early_stopping=False,
         n_iter_no_change=2,
@@ -270,8 +282,11 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
 
         import torch
 
+        from ._devices import dtype_name
+        from ._engine import cut_windows, tokenize
         from ._finetuning import build_network, train
-        from ._model import dtype_name, load_model, register_loaded_model
+        from ._loading import hold_in_memory, in_memory_name, load_model, prepare_model
+        from ._settings import resolve_settings
 
         device = self._resolve_device(self.device)
         compute_dtype = training_dtype(self.dtype, device)
@@ -284,13 +299,23 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
             local_files_only=self.local_files_only,
             token_env=self.token_env,
         )
-        self._check_against_model(template)
-        max_length = min(self.max_length or template.max_length, template.max_length)
-        ids, n_truncated = token_ids(template, texts, max_length)
+        params = self.get_params(deep=False)
+        if params["max_length"] is None:
+            params["max_length"] = min(DEFAULT_MAX_LENGTH, template.max_length)
+        settings = resolve_settings(
+            {**params, "layers": -1, "max_tokens_per_batch": "auto"},
+            template,
+            estimator_name=type(self).__name__,
+            compute_dtype=dtype_name(compute_dtype),
+            device=device,
+        )
+        windows = cut_windows(tokenize(template.tokenizer, texts), template, settings)
+        ids, n_truncated = windows.ids, int(windows.truncated.sum())
         if n_truncated:
             warnings.warn(
                 f"{n_truncated} of {len(texts)} training texts are longer than max_length="
-                f"{max_length} tokens and were truncated. Raise max_length to keep more.",
+                f"{settings.max_length} tokens and were truncated. Raise max_length to keep "
+                "more.",
                 UserWarning,
                 stacklevel=3,
             )
@@ -321,24 +346,22 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
                 compute_dtype=compute_dtype,
                 early_stopping=self.early_stopping,
                 n_iter_no_change=self.n_iter_no_change,
-                pad_id=_pad_id(template),
+                pad_id=template.pad_id,
                 rng=rng,
                 verbose=self.verbose,
             )
         for parameter in network.parameters():
             parameter.requires_grad_(False)
+        tuned = prepare_model(network.encoder, template.tokenizer, device)
         self._network = network
-        self._loaded = register_loaded_model(network.encoder, template.tokenizer, device)
+        self._loaded = hold_in_memory(in_memory_name(tuned), tuned)
+        self.settings_ = replace(settings, model_fingerprint=tuned.fingerprint)
         self.classes_ = classes
         self.history_ = history
         self.n_iter_ = len(history)
         self.best_epoch_ = best_epoch
         self.n_truncated_ = n_truncated
-        self.device_ = str(device)
-        self.dtype_ = dtype_name(compute_dtype)
-        self.max_length_ = max_length
         self.hidden_size_ = template.hidden_size
-        self.model_fingerprint_ = self._loaded.fingerprint
         return self
 
     # ------------------------------------------------------------------ prediction
@@ -412,21 +435,31 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[logits.argmax(axis=1)]
 
     def _logits(self, X):
+        """Class scores through the engine: the tuned encoder pooled as the head reads it."""
         check_is_fitted(self)
         texts = validate_texts(X)
-        import torch
+        from ._engine import encode_summaries, runner_for
+        from ._pooling import features_from
 
-        from ._finetuning import predict_logits
-        from ._model import resolve_dtype
-
-        ids, _ = token_ids(self._loaded, texts, self.max_length_)
-        return predict_logits(
-            self._network,
-            ids,
-            batch_size=self.batch_size,
-            compute_dtype=resolve_dtype(self.dtype_, torch.device(self.device_)),
-            pad_id=_pad_id(self._loaded),
-        )
+        settings = self.settings_
+        pooled = np.empty((len(texts), self.hidden_size_), dtype=np.float32)
+        n_truncated = 0
+        for indices, encodings in encode_summaries(
+            self._loaded, runner_for(self._loaded, settings), texts, settings
+        ):
+            pooled[indices] = features_from(encodings, settings)
+            n_truncated += int(encodings.truncated.sum())
+        if n_truncated:
+            warnings.warn(
+                f"{n_truncated} of {len(texts)} texts are longer than max_length_="
+                f"{settings.max_length} tokens and were truncated before prediction.",
+                UserWarning,
+                stacklevel=3,
+            )
+        head = self._network.head
+        weight = head.weight.detach().to("cpu", dtype=_float32()).numpy()
+        bias = head.bias.detach().to("cpu", dtype=_float32()).numpy()
+        return pooled @ weight.T + bias
 
     # ------------------------------------------------------------------ embeddings
 
@@ -456,7 +489,7 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
             A fitted vectorizer whose embeddings come from the tuned weights.
         """
         check_is_fitted(self)
-        from ._model import in_memory_name
+        from ._loading import in_memory_name
         from ._vectorizer import AlbertVectorizer
 
         if "model_name_or_path" in params:
@@ -491,13 +524,6 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.input_tags.two_d_array = False
         return tags
-
-    def _check_against_model(self, loaded):
-        if self.pooling == "pooler" and not loaded.has_pooler:
-            raise InvalidParameterError(
-                f"Got pooling='pooler' but the checkpoint {self.model_name_or_path!r} has no "
-                "pooler. Use pooling='mean' or pooling='cls'."
-            )
 
     def _validated_class_weight(self, classes, y):
         if self.class_weight is None:
@@ -538,124 +564,46 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _resolve_device(device):
-        from ._model import resolve_device
+        from ._devices import resolve_device
 
         try:
             return resolve_device(device)
         except ValueError as error:
             raise InvalidParameterError(str(error)) from None
 
-    # ------------------------------------------------------------------ pickling
+    # ------------------------------------------------------------------ persistence hooks
+    # Pickling, save() and load() live in EncoderPersistence (_persistence.py); a fitted
+    # classifier's tuned weights are its state, so they always travel.
 
-    def __getstate__(self):
-        # A copy: on Python 3.11+ BaseEstimator hands back the live __dict__ itself.
-        state = dict(super().__getstate__())
-        state.pop("_network", None)
-        loaded = state.pop("_loaded", None)
-        if loaded is not None:
-            from safetensors.torch import save
+    _TRANSIENT = ("_loaded", "_network")
 
-            from ._model import export_model_files
+    def _weights_travel(self):
+        return True
 
-            state["_model_files"] = export_model_files(loaded)
-            head = self._network.head.state_dict()
-            state["_head_weights"] = save(
-                {name: tensor.detach().cpu().contiguous() for name, tensor in head.items()}
-            )
-        return state
-
-    def __setstate__(self, state):
-        model_files = state.pop("_model_files", None)
-        head_weights = state.pop("_head_weights", None)
-        super().__setstate__(state)
-        if model_files is None:
-            return
-        import torch
-        from safetensors.torch import load
-
-        from ._model import load_model_from_files
-
-        self._remap_device()
-        device = torch.device(self.device_)
-        self._loaded = load_model_from_files(model_files, device=device)
-        self._restore_extra_weights(load(head_weights))
-
-    # ------------------------------------------------------------------ saving without pickle
-
-    def save(self, path):
-        """Save to a folder that loads without executing code (no pickle).
-
-        The folder holds ``estimator.json`` (parameters and fitted attributes such as
-        ``classes_`` and ``history_``) and, when fitted, ``model/`` (the fine-tuned
-        encoder as safetensors, its config and tokenizer files) and ``head.safetensors``
-        (the classification head). Secrets are never written: ``token_env`` is saved,
-        the token it names is not. Labels must be str, int, float or bool values.
-
-        Parameters
-        ----------
-        path : str or path-like
-            A new or empty folder, or one written by an earlier ``save`` (replaced).
-
-        Returns
-        -------
-        path : pathlib.Path
-            The folder written.
-
-        See Also
-        --------
-        load : Read such a folder back.
-        """
-        from ._persistence import save_estimator
-
-        return save_estimator(self, path, include_model=True)
-
-    @classmethod
-    def load(cls, path, *, device=None):
-        """Load a classifier written by :meth:`save`, without executing stored code.
-
-        Every file is checked against the SHA-256 recorded at save time, and only data
-        files (JSON, safetensors, tokenizer vocabularies) are read.
-
-        Parameters
-        ----------
-        path : str or path-like
-            The folder ``save`` wrote.
-        device : str, default=None
-            Run on this device (also sets the ``device`` parameter). None keeps the
-            saved device, or uses this machine's best one, with a warning, when the
-            saved device is missing here.
-
-        Returns
-        -------
-        classifier : AlbertClassifier
-            Fitted if it was fitted when saved; it predicts exactly as the saved one did.
-        """
-        from ._persistence import load_estimator
-
-        return load_estimator(cls, path, device=device)
-
-    # What ``save`` and ``load`` (in _persistence.py) ask of the estimator they handle.
-
-    def _model_for_saving(self):
+    def _model_to_save(self):
         return self._loaded
 
-    def _extra_weights_for_saving(self):
+    def _extra_weights(self):
         return self._network.head.state_dict()
 
-    def _restore_extra_weights(self, head):
-        """Rebuild the network from the loaded encoder (``self._loaded``) and head weights."""
+    def _attach_model(self, loaded, head):
+        """Rebuild the network from a restored encoder and its head weights."""
         import torch
 
         from ._finetuning import EncoderClassifier
-        from ._model import remember_in_memory
+        from ._loading import hold_in_memory, in_memory_name
 
-        if set(head) != {"weight", "bias"} or head["bias"].shape != (len(self.classes_),):
+        if (
+            head is None
+            or set(head) != {"weight", "bias"}
+            or head["bias"].shape != (len(self.classes_),)
+        ):
+            found = {} if head is None else {k: tuple(v.shape) for k, v in head.items()}
             raise ValueError(
-                f"The classification head holds {sorted(head)} with shapes "
-                f"{[tuple(tensor.shape) for tensor in head.values()]}; expected a weight "
-                f"and a bias for {len(self.classes_)} classes."
+                f"The classification head holds {found}; expected a weight and a bias for "
+                f"{len(self.classes_)} classes."
             )
-        self._loaded = remember_in_memory(self._loaded)
+        self._loaded = hold_in_memory(in_memory_name(loaded), loaded)
         network = EncoderClassifier(
             self._loaded.model, len(self.classes_), pooling=self.pooling, dropout=0.0
         )
@@ -664,28 +612,10 @@ class AlbertClassifier(ClassifierMixin, BaseEstimator):
         for parameter in self._network.parameters():
             parameter.requires_grad_(False)
 
-    def _dtype_name_on(self, device):
-        from ._model import dtype_name
+    def _dtype_on(self, device):
+        from ._devices import dtype_name
 
         return dtype_name(training_dtype(self.dtype, device))
-
-    def _remap_device(self):
-        """Run on this machine's device when the fitted one is missing here."""
-        from ._model import resolve_device
-
-        try:
-            resolve_device(self.device_)
-        except ValueError:
-            device = resolve_device("auto" if self.device == "auto" else "cpu")
-            warnings.warn(
-                f"This AlbertClassifier was fitted on device {self.device_!r}, which is not "
-                f"available here; it now runs on {str(device)!r}. Set device explicitly to "
-                "silence this warning.",
-                UserWarning,
-                stacklevel=3,
-            )
-            self.device_ = str(device)
-            self.dtype_ = self._dtype_name_on(device)
 
 
 def training_dtype(dtype, device):
@@ -700,32 +630,14 @@ def training_dtype(dtype, device):
     """
     import torch
 
-    from ._model import resolve_dtype
+    from ._devices import resolve_dtype
 
     if dtype == "auto" and device.type != "cuda":
         return torch.float32
     return resolve_dtype(dtype, device)
 
 
-def token_ids(loaded, texts, max_length):
-    """Token ids of each text with special tokens, cropped to ``max_length``.
+def _float32():
+    import torch
 
-    Returns
-    -------
-    ids : list of list of int
-    n_truncated : int
-    """
-    from ._batching import add_special_tokens, tokenize
-
-    room = max_length - len(loaded.special_prefix) - len(loaded.special_suffix)
-    content = tokenize(loaded.tokenizer, texts)
-    n_truncated = sum(len(row) > room for row in content)
-    ids = [
-        add_special_tokens(row, loaded.special_prefix, loaded.special_suffix, max_length)
-        for row in content
-    ]
-    return ids, int(n_truncated)
-
-
-def _pad_id(loaded):
-    return loaded.tokenizer.pad_token_id or 0
+    return torch.float32

@@ -17,7 +17,7 @@ PROG = "sklearn-albert"
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-DTYPES = ("auto", "float32", "float16", "bfloat16")
+DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
 
 logger = logging.getLogger("sklearn_albert")
 
@@ -247,24 +247,9 @@ def run_info(args):
 
 def describe_model(vectorizer):
     """What a fitted vectorizer runs: model, device, dtype, dimensions."""
-    loaded = vectorizer._ensure_loaded()
-    config = loaded.model.config
-    return {
-        "model": str(vectorizer.model_name_or_path),
-        "architecture": type(loaded.model).__name__,
-        "model_type": getattr(config, "model_type", None),
-        "tokenizer": type(loaded.tokenizer).__name__,
-        "parameters": sum(p.numel() for p in loaded.model.parameters()),
-        "device": vectorizer.device_,
-        "dtype": vectorizer.dtype_,
-        "hidden_states": vectorizer.n_hidden_states_,
-        "hidden_size": vectorizer.hidden_size_,
-        "max_length": vectorizer.max_length_,
-        "has_pooler": loaded.has_pooler,
-        "pooling": vectorizer.pooling,
-        "n_features_out": vectorizer.n_features_out_,
-        "fingerprint": vectorizer.model_fingerprint_,
-    }
+    report = vectorizer.describe()
+    report["pooling"] = vectorizer.pooling
+    return report
 
 
 SPEED_SENTENCE = (
@@ -287,8 +272,7 @@ def estimate_speed(vectorizer, n_texts):
         started = time.perf_counter()
         timed.transform(texts)
         seconds = time.perf_counter() - started
-    loaded = timed._ensure_loaded()
-    tokens = min(len(loaded.tokenizer(texts[0], verbose=False)["input_ids"]), timed.max_length_)
+    tokens = min(int(timed.count_tokens(texts[:1])[0]), timed.max_length_)
     return {
         "texts_per_second": round(n_texts / seconds, 1),
         "texts": n_texts,

@@ -339,7 +339,7 @@ _NOT_IN_MANIFEST = frozenset(
 
 
 def _manifest(vectorizer, texts, chunk_size):
-    from ._persistence import _to_json
+    from ._persistence import to_json_value
 
     digest = hashlib.blake2b(digest_size=16)
     for text in texts:
@@ -360,7 +360,7 @@ def _manifest(vectorizer, texts, chunk_size):
         "max_length": vectorizer.max_length_,
         "device_type": vectorizer.device_.split(":")[0],
         "n_features": vectorizer.n_features_out_,
-        "params": {name: _to_json(value, name) for name, value in params.items()},
+        "params": {name: to_json_value(value, name) for name, value in params.items()},
     }
 
 

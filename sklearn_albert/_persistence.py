@@ -1,7 +1,13 @@
-"""Saving a vectorizer without pickle: a folder of JSON, safetensors and tokenizer files.
+"""Persistence for every estimator that holds a checkpoint: pickle, a pickle-free folder, devices.
+
+:class:`EncoderPersistence` is the one base that ``AlbertVectorizer`` and
+``AlbertClassifier`` share: ``__getstate__``/``__setstate__`` (the weights travel when the
+estimator says so, and weights restored from a pickle are held so that clones resolve
+them), ``save``/``load``, and the move to this machine's device when the fitted one is
+missing. Each estimator supplies four small hooks (see the class).
 
 A pickle (or joblib) file runs code when it is loaded, so it is only safe from a trusted
-source. ``AlbertVectorizer.save`` writes a folder that loads without executing anything::
+source. ``save`` writes a folder that loads without executing anything::
 
     estimator.json      class, versions, parameters, fitted attributes, file hashes
     model/              the checkpoint: model.safetensors, config.json, tokenizer files
@@ -30,10 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ._settings import EncodeSettings
+
 logger = logging.getLogger("sklearn_albert")
 
 FORMAT_NAME = "sklearn_albert.estimator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ESTIMATOR_FILE = "estimator.json"
 MODEL_FOLDER = "model"
 #: Suffixes of checkpoint files that are pure data; anything else is refused on load.
@@ -64,7 +72,7 @@ def save_estimator(estimator, path, *, include_model=True):
     path = Path(path)
     _check_destination(path)
     fitted = _fitted_attributes(estimator)
-    extra_weights = estimator._extra_weights_for_saving() if fitted else None
+    extra_weights = estimator._extra_weights() if fitted else None
     if extra_weights is not None and not include_model:
         raise ValueError(
             f"Cannot save a fitted {type(estimator).__name__} with include_model=False: its "
@@ -76,11 +84,11 @@ def save_estimator(estimator, path, *, include_model=True):
         "class": _qualified_name(type(estimator)),
         "versions": _versions(),
         "params": {
-            name: _to_json(value, f"parameter {name}")
+            name: to_json_value(value, f"parameter {name}")
             for name, value in estimator.get_params(deep=False).items()
         },
         "fitted": {
-            name: _to_json(value, f"fitted attribute {name}") for name, value in fitted.items()
+            name: to_json_value(value, f"fitted attribute {name}") for name, value in fitted.items()
         },
         "files": {},
         "extra_weights": None,
@@ -88,11 +96,11 @@ def save_estimator(estimator, path, *, include_model=True):
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         if fitted and include_model:
-            from ._model import save_model_files
+            from ._loading import save_model_files
 
             model_folder = staging / MODEL_FOLDER
             model_folder.mkdir()
-            save_model_files(estimator._model_for_saving(), model_folder)
+            save_model_files(estimator._model_to_save(), model_folder)
             document["files"] = _hash_files(model_folder)
             _refuse_code_files(model_folder, document["files"], when="saving")
         if extra_weights is not None:
@@ -119,44 +127,214 @@ def save_estimator(estimator, path, *, include_model=True):
     return path
 
 
-def load_estimator(cls, path, *, device=None):
-    """Rebuild an estimator written by :func:`save_estimator`, executing no stored code.
+def read_saved(cls, path):
+    """The parameters and fitted attributes of a folder written by :func:`save_estimator`.
 
     Parameters
     ----------
     cls : type
         The estimator class expected in the folder.
     path : str or path-like
-        The folder.
-    device : str, default=None
-        Run on this device instead of the saved one (also sets the ``device``
-        parameter). None keeps the saved device, or falls back to this machine's best
-        device with a warning when the saved one is missing here.
 
     Returns
     -------
-    estimator : instance of cls
+    document : dict
+        The whole ``estimator.json``.
+    params : dict
+    fitted : dict
+        Empty for an unfitted estimator.
     """
     path = Path(path)
     document = _read_document(path, cls)
-    params = {name: _from_json(value) for name, value in document["params"].items()}
-    if device is not None:
-        params["device"] = device
-    estimator = cls(**params)
-    fitted = {name: _from_json(value) for name, value in document["fitted"].items()}
-    if not fitted:
+    params = {name: from_json_value(value) for name, value in document["params"].items()}
+    fitted = {name: from_json_value(value) for name, value in document["fitted"].items()}
+    return document, params, fitted
+
+
+def read_saved_model(path, document, *, device, fingerprint):
+    """The checkpoint of a saved folder on ``device`` (None when saved without it).
+
+    Every file is checked against its recorded SHA-256 and must be a data file; the
+    checkpoint's fingerprint must be the one the estimator was fitted with.
+    """
+    if not document["files"]:
+        return None
+    from ._loading import load_model_from_folder
+
+    model_folder = Path(path) / MODEL_FOLDER
+    _check_files(model_folder, document["files"])
+    loaded = load_model_from_folder(model_folder, device=device)
+    if loaded.fingerprint != fingerprint:
+        raise ValueError(
+            f"Refusing to load {str(model_folder)!r}: its checkpoint's fingerprint differs "
+            "from the one the estimator was fitted with."
+        )
+    return loaded
+
+
+def read_saved_extra_weights(path, document):
+    """The tensors of ``head.safetensors`` after checking its name and hash, or None."""
+    return _read_extra_weights(Path(path), document.get("extra_weights"))
+
+
+class EncoderPersistence:
+    """Pickling, saving without pickle and device moves for estimators that hold a checkpoint.
+
+    Mix in left of ``BaseEstimator``. The estimator keeps its resolved
+    :class:`~sklearn_albert._settings.EncodeSettings` in ``settings_`` (the device and
+    precision live there) and its loaded checkpoint in ``_loaded``, and defines:
+
+    - ``_TRANSIENT``: private attributes never pickled (rebuilt from the weights);
+    - ``_weights_travel()``: whether a pickle carries the weights;
+    - ``_model_to_save()``: the ``LoadedModel`` whose files a pickle or folder holds;
+    - ``_extra_weights()``: tensors beside the checkpoint (a classifier's head), or None;
+    - ``_attach_model(loaded, extra_weights)``: take a checkpoint restored from a pickle
+      or folder;
+    - ``_dtype_on(device)``: the precision name the estimator computes in on ``device``.
+    """
+
+    _TRANSIENT = ("_loaded",)
+
+    @property
+    def device_(self):
+        """The device the model runs on."""
+        return self.settings_.device
+
+    @property
+    def dtype_(self):
+        """The compute precision in use."""
+        return self.settings_.compute_dtype
+
+    @property
+    def max_length_(self):
+        """The token limit in use, special tokens included."""
+        return self.settings_.max_length
+
+    @property
+    def model_fingerprint_(self):
+        """A hash of the checkpoint's architecture, tokenizer and weights."""
+        return self.settings_.model_fingerprint
+
+    def __getstate__(self):
+        # A copy: on Python 3.11+ BaseEstimator hands back the live __dict__ itself.
+        state = dict(super().__getstate__())
+        for name in self._TRANSIENT:
+            state.pop(name, None)
+        if "settings_" in state and self._weights_travel():
+            from ._loading import export_model_files
+
+            state["_model_files"] = export_model_files(self._model_to_save())
+            extra = self._extra_weights()
+            if extra is not None:
+                from safetensors.torch import save
+
+                state["_extra_weights"] = save(
+                    {name: tensor.detach().cpu().contiguous() for name, tensor in extra.items()}
+                )
+        return state
+
+    def __setstate__(self, state):
+        model_files = state.pop("_model_files", None)
+        extra = state.pop("_extra_weights", None)
+        super().__setstate__(state)
+        if "settings_" not in vars(self):
+            return
+        self._move_to_available_device()
+        if model_files is not None:
+            import torch
+
+            from ._loading import load_model_from_files
+
+            loaded = load_model_from_files(model_files, device=torch.device(self.device_))
+            if extra is not None:
+                from safetensors.torch import load
+
+                extra = load(extra)
+            self._attach_model(loaded, extra)
+
+    def save(self, path, *, include_model=True):
+        """Save to a folder that loads without executing code (no pickle).
+
+        The folder holds ``estimator.json`` (parameters and fitted attributes) and, when
+        fitted, ``model/`` (safetensors weights, config and tokenizer files) and, for a
+        fine-tuned classifier, ``head.safetensors``. Secrets are never written:
+        ``token_env`` is saved, the token it names is not.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A new or empty folder, or one written by an earlier ``save`` (replaced).
+        include_model : bool, default=True
+            Write the checkpoint too. If False, the loaded estimator reloads it from
+            ``model_name_or_path`` on first use, as a default pickle does (a fitted
+            classifier's tuned weights are its state: it needs True).
+
+        Returns
+        -------
+        path : pathlib.Path
+            The folder written.
+
+        See Also
+        --------
+        load : Read such a folder back.
+        """
+        return save_estimator(self, path, include_model=include_model)
+
+    @classmethod
+    def load(cls, path, *, device=None):
+        """Load an estimator written by :meth:`save`, without executing stored code.
+
+        Every file is checked against the SHA-256 recorded at save time, and only data
+        files (JSON, safetensors, tokenizer vocabularies) are read.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The folder ``save`` wrote.
+        device : str, default=None
+            Run on this device (also sets the ``device`` parameter). None keeps the
+            saved device, or uses this machine's best one, with a warning, when the
+            saved device is missing here.
+
+        Returns
+        -------
+        estimator : instance of cls
+            Fitted if it was fitted when saved.
+        """
+        document, params, fitted = read_saved(cls, path)
+        if device is not None:
+            params["device"] = device
+        estimator = cls(**params)
+        if not fitted:
+            return estimator
+        estimator.__dict__.update(fitted)
+        estimator._move_to_available_device(device)
+        import torch
+
+        loaded = read_saved_model(
+            path,
+            document,
+            device=torch.device(estimator.device_),
+            fingerprint=estimator.model_fingerprint_,
+        )
+        extra = read_saved_extra_weights(path, document)
+        if loaded is not None:
+            estimator._attach_model(loaded, extra)
+        logger.info("Loaded %s from %s on %s", cls.__name__, path, estimator.device_)
         return estimator
-    vars(estimator).update(fitted)
-    _place_on_device(estimator, device)
-    extra_weights = _read_extra_weights(path, document.get("extra_weights"))
-    if document["files"]:
-        model_folder = path / MODEL_FOLDER
-        _check_files(model_folder, document["files"])
-        _load_saved_model(estimator, model_folder)
-    if extra_weights is not None:
-        estimator._restore_extra_weights(extra_weights)
-    logger.info("Loaded %s from %s on %s", cls.__name__, path, estimator.device_)
-    return estimator
+
+    def _move_to_available_device(self, device=None):
+        """Run on ``device``, or on this machine's best one when the fitted one is missing."""
+        from ._devices import available_device, resolve_device, warn_device_change
+
+        if device is not None:
+            target = resolve_device(device)
+        else:
+            target, moved = available_device(self.device_, self.device)
+            if not moved:
+                return
+            warn_device_change(type(self).__name__, self.device_, str(target))
+        self.settings_ = self.settings_.on_device(target, self._dtype_on(target))
 
 
 def skops_trusted_types():
@@ -170,7 +348,8 @@ def skops_trusted_types():
     names : list of str
         Fully qualified names of the estimator classes sklearn_albert exports, and of
         pathlib's concrete path classes (``model_name_or_path``, ``cache_dir`` and
-        ``embedding_cache`` may be paths; building one runs no code of the file's).
+        ``embedding_cache`` may be paths; building one runs no code of the file's), and
+        the frozen settings a fitted estimator holds in ``settings_``.
 
     Examples
     --------
@@ -187,7 +366,11 @@ def skops_trusted_types():
 
     import sklearn_albert
 
-    names = [_qualified_name(pathlib.PosixPath), _qualified_name(pathlib.WindowsPath)]
+    names = [
+        _qualified_name(pathlib.PosixPath),
+        _qualified_name(pathlib.WindowsPath),
+        _qualified_name(EncodeSettings),
+    ]
     for public in sklearn_albert.__all__:
         value = getattr(sklearn_albert, public)
         if isinstance(value, type) and issubclass(value, BaseEstimator):
@@ -260,7 +443,7 @@ def _qualified_name(cls):
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _to_json(value, what):
+def to_json_value(value, what):
     """A JSON value for ``value``; tuples, paths and arrays are tagged to round-trip."""
     if value is None or isinstance(value, (bool, np.bool_, str)):
         return value if not isinstance(value, np.bool_) else bool(value)
@@ -272,14 +455,16 @@ def _to_json(value, what):
     if isinstance(value, os.PathLike):
         return {"__path__": os.fspath(value)}
     if isinstance(value, tuple):
-        return {"__tuple__": [_to_json(item, what) for item in value]}
+        return {"__tuple__": [to_json_value(item, what) for item in value]}
     if isinstance(value, list):
-        return [_to_json(item, what) for item in value]
+        return [to_json_value(item, what) for item in value]
+    if isinstance(value, EncodeSettings):
+        return {"__settings__": to_json_value(vars(value).copy(), what)}
     if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        return {"__dict__": {key: _to_json(item, what) for key, item in value.items()}}
+        return {"__dict__": {key: to_json_value(item, what) for key, item in value.items()}}
     if isinstance(value, np.ndarray) and value.dtype.kind in "biufUO":
         # Object arrays (labels of mixed types) keep their items only if each has a JSON form.
-        return {"__ndarray__": _to_json(value.tolist(), what), "dtype": value.dtype.str}
+        return {"__ndarray__": to_json_value(value.tolist(), what), "dtype": value.dtype.str}
     raise TypeError(
         f"Cannot save {what}={value!r:.80}: a {type(value).__name__} has no JSON form. "
         "save() handles None, bool, int, float, str, paths, lists, tuples, dicts with str "
@@ -287,22 +472,24 @@ def _to_json(value, what):
     )
 
 
-def _from_json(value):
+def from_json_value(value):
     if isinstance(value, list):
-        return [_from_json(item) for item in value]
+        return [from_json_value(item) for item in value]
     if not isinstance(value, dict):
         return value
     if "__tuple__" in value:
-        return tuple(_from_json(item) for item in value["__tuple__"])
+        return tuple(from_json_value(item) for item in value["__tuple__"])
     if "__path__" in value:
         return Path(value["__path__"])
     if "__float__" in value:
         return float(value["__float__"])
+    if "__settings__" in value:
+        return EncodeSettings(**from_json_value(value["__settings__"]))
     if "__dict__" in value:
-        return {key: _from_json(item) for key, item in value["__dict__"].items()}
+        return {key: from_json_value(item) for key, item in value["__dict__"].items()}
     if "__ndarray__" in value:
         dtype = np.dtype(value["dtype"])
-        items = _from_json(value["__ndarray__"])
+        items = from_json_value(value["__ndarray__"])
         if dtype.kind == "O":
             # np.array would nest equal-length tuples and lists; keep one item per cell.
             array = np.empty(len(items), dtype=object)
@@ -397,28 +584,3 @@ def _read_extra_weights(path, record):
             "(its SHA-256 differs from the one in estimator.json)."
         )
     return load_file(file)
-
-
-def _place_on_device(estimator, device):
-    from ._model import resolve_device
-
-    if device is None:
-        estimator._remap_device()
-        return
-    resolved = resolve_device(device)
-    estimator.device_ = str(resolved)
-    estimator.dtype_ = estimator._dtype_name_on(resolved)
-
-
-def _load_saved_model(estimator, model_folder):
-    import torch
-
-    from ._model import load_model_from_folder
-
-    loaded = load_model_from_folder(model_folder, device=torch.device(estimator.device_))
-    if loaded.fingerprint != estimator.model_fingerprint_:
-        raise ValueError(
-            f"Refusing to load {str(model_folder)!r}: its checkpoint's fingerprint differs "
-            "from the one the estimator was fitted with."
-        )
-    estimator._loaded = loaded

@@ -12,6 +12,8 @@ Two halves live here, both pure (they never write into the arrays they are given
 ``POOLING_NAMES`` is the one table of valid ``pooling`` values.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 #: Valid values of ``pooling``, in documentation order.
@@ -19,6 +21,47 @@ POOLING_NAMES = ("cls", "mean", "max", "mean_sqrt_len", "pooler")
 
 # Position of each per-layer summary in the ``summaries`` array of shape (n, 3, n_layers, dim).
 SUMMARY_INDEX = {"cls": 0, "mean": 1, "max": 2}
+
+
+class Encodings(NamedTuple):
+    """What forward passes tell about a batch of texts (rows align with a list of texts).
+
+    This is what the engine yields, what the embedding cache keeps, and what features are
+    built from (:func:`features_from`).
+    """
+
+    summaries: np.ndarray  # (n, 3, n_hidden_states, dim) float32: cls, mean, max per state
+    pooler: object  # (n, dim) float32 ndarray, or None when the model has no pooler
+    n_tokens: np.ndarray  # (n,) int64: attended tokens, special tokens included
+    truncated: np.ndarray  # (n,) bool: cropped to max_length
+
+    def select_layers(self, layers):
+        """The same encodings with summaries of the hidden states ``layers`` only."""
+        return self._replace(summaries=self.summaries[:, :, list(layers)])
+
+
+def features_from(encodings, settings, *, layers_selected=False):
+    """Feature rows (float32, before normalisation) from encodings under ``settings``.
+
+    Parameters
+    ----------
+    encodings : Encodings
+    settings : EncodeSettings
+        Its ``pooling``, ``layers`` and ``layer_aggregation`` apply.
+    layers_selected : bool, default=False
+        Whether ``encodings`` already holds only the summaries of ``settings.layers``
+        (as the cache returns them).
+    """
+    if not layers_selected:
+        encodings = encodings.select_layers(settings.layers)
+    return combine_pooled(
+        encodings.summaries,
+        encodings.pooler,
+        encodings.n_tokens,
+        pooling=settings.pooling,
+        layers=range(len(settings.layers)),
+        layer_aggregation=settings.layer_aggregation,
+    )
 
 
 def pool_hidden_states(hidden_states, attention_mask):

@@ -1,12 +1,11 @@
 """Token-level embeddings: one vector per subword piece, or per word, with character offsets.
 
 Tagging tasks (named entities, part of speech, span extraction) need a vector for every
-token, not one per text. This module runs the same forward pass as ``transform``: texts are
-tokenized once, length-sorted into token-budget batches by ``_batching.plan_batches``,
-padded by ``_batching.collate``, run under ``torch.inference_mode`` (and autocast for reduced
-precision) and handed back in input order. Only what leaves the device differs: the chosen
-layers' token vectors instead of pooled summaries, which is why the forward call lives here
-rather than in ``_batching.run_model``.
+token, not one per text. The forward pass is the engine's (``_engine.encode_token_states``):
+the same model copy, precision, batching and out-of-memory backoff as ``transform``; only
+what leaves the device differs (the chosen layers' token vectors instead of pooled
+summaries). This module adds what only token vectors need: character offsets, words, and
+the merging of a word's pieces.
 
 Token vectors are never cached: they are large, and a tagging corpus is usually encoded once.
 """
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._batching import TOKENIZE_CHUNK, add_special_tokens, collate, is_out_of_memory, plan_batches
+from ._engine import TOKENIZE_CHUNK, encode_token_states
 
 #: Valid values of ``word_aggregation``.
 WORD_AGGREGATIONS = ("mean", "first", "last", "max")
@@ -63,14 +62,17 @@ class TokenEmbeddings:
         return len(self.tokens)
 
 
-def transform_tokens(vectorizer, texts, *, word_level=False, word_aggregation="mean"):
-    """Token (or word) vectors of each text for a fitted ``AlbertVectorizer``.
+def transform_tokens(loaded, runner, settings, texts, *, word_level=False, word_aggregation="mean"):
+    """Token (or word) vectors of each text.
 
     Parameters
     ----------
-    vectorizer : AlbertVectorizer
-        Fitted; its ``layers``, ``layer_aggregation``, ``normalize``, ``max_length_``,
-        ``batch_size``, ``max_tokens_per_batch``, ``device_`` and ``dtype_`` apply.
+    loaded : LoadedModel
+    runner : callable
+        The forward pass's module (``_engine.runner_for``).
+    settings : EncodeSettings
+        Its ``layers``, ``layer_aggregation``, ``normalize``, ``max_length`` and batch
+        budgets apply.
     texts : list of str
         Validated texts.
     word_level : bool, default=False
@@ -84,44 +86,23 @@ def transform_tokens(vectorizer, texts, *, word_level=False, word_aggregation="m
         One per text, in input order.
     """
     _check_options(word_level, word_aggregation)
-    import torch
-
-    from ._batching import AUTO_TOKEN_BUDGET
-    from ._model import resolve_dtype
-
-    loaded = vectorizer._ensure_loaded()
     pieces = tokenize_with_offsets(loaded.tokenizer, texts)
-    prefix, suffix = loaded.special_prefix, loaded.special_suffix
-    room = max(vectorizer.max_length_ - len(prefix) - len(suffix), 0)
-    ids = [add_special_tokens(row.ids, prefix, suffix, vectorizer.max_length_) for row in pieces]
-    max_tokens = vectorizer.max_tokens_per_batch
-    if max_tokens == "auto":
-        max_tokens = AUTO_TOKEN_BUDGET.get(loaded.device.type, 4096)
-
+    prefix, suffix = len(loaded.special_prefix), len(loaded.special_suffix)
     vectors = [None] * len(texts)
-    for batch, rows in encode_token_states(
-        loaded,
-        ids,
-        layers=vectorizer._validated_layers(vectorizer.n_hidden_states_),
-        layer_aggregation=vectorizer.layer_aggregation,
-        batch_size=vectorizer.batch_size,
-        max_tokens=max_tokens,
-        compute_dtype=resolve_dtype(vectorizer.dtype_, torch.device(vectorizer.device_)),
-    ):
+    for batch, rows in encode_token_states(loaded, runner, [row.ids for row in pieces], settings):
         for index, states in zip(batch, rows):
-            # Drop the special tokens around the content.
-            vectors[index] = states[len(prefix) : len(states) - len(suffix)]
+            vectors[index] = states[prefix : len(states) - suffix]  # drop the special tokens
 
     records = []
     for text, row, states in zip(texts, pieces, vectors):
-        n_kept = min(len(row.ids), room)
+        n_kept = len(states)
         tokens = loaded.tokenizer.convert_ids_to_tokens(row.ids[:n_kept])
         offsets = row.offsets[:n_kept]
         if word_level:
             tokens, offsets, states = merge_words(
                 text, offsets, row.word_ids[:n_kept], states, word_aggregation
             )
-        if vectorizer.normalize:
+        if settings.normalize:
             states = states / np.maximum(
                 np.linalg.norm(states, axis=1, keepdims=True), np.finfo(np.float32).tiny
             )
@@ -130,10 +111,10 @@ def transform_tokens(vectorizer, texts, *, word_level=False, word_aggregation="m
                 tokens=list(tokens),
                 offsets=np.asarray(offsets, dtype=np.int64).reshape(-1, 2),
                 embeddings=np.ascontiguousarray(states, dtype=np.float32),
-                truncated=len(row.ids) > room,
+                truncated=n_kept < len(row.ids),
             )
         )
-    _warn_truncated(sum(record.truncated for record in records), len(texts), vectorizer.max_length_)
+    _warn_truncated(sum(record.truncated for record in records), len(texts), settings.max_length)
     return records
 
 
@@ -147,7 +128,7 @@ class _TokenizedText:
 def tokenize_with_offsets(tokenizer, texts):
     """Content token ids, character offsets and word ids of each text.
 
-    Like ``_batching.tokenize`` (no special tokens, no truncation), plus the character
+    Like ``_engine.tokenize`` (no special tokens, no truncation), plus the character
     offsets that only a tokenizer backed by the ``tokenizers`` library reports, and the
     word of each token (see :func:`word_ids_from_offsets`).
 
@@ -261,92 +242,6 @@ def merge_words(text, offsets, word_ids, states, how):
             rows.append(piece_states.max(axis=0))
     word_states = np.stack(rows) if rows else np.empty((0, states.shape[1]), np.float32)
     return words, word_offsets, word_states.astype(np.float32, copy=False)
-
-
-def encode_token_states(
-    loaded, ids, *, layers, layer_aggregation, batch_size, max_tokens, compute_dtype
-):
-    """Run the encoder over length-sorted batches and yield each text's token vectors.
-
-    Parameters
-    ----------
-    loaded : LoadedModel
-    ids : list of list of int
-        Token ids per text, special tokens included.
-    layers : tuple of int
-        Non-negative indices into the hidden states.
-    layer_aggregation : {"mean", "concat"}
-    batch_size, max_tokens : int
-        Budgets, see ``_batching.plan_batches``.
-    compute_dtype : torch.dtype
-
-    Yields
-    ------
-    indices : ndarray of int
-        Positions in ``ids`` of the texts in this batch.
-    states : list of ndarray of shape (len(ids[index]), n_features), float32
-    """
-    pad_id = loaded.tokenizer.pad_token_id or 0
-    for batch in plan_batches(
-        [len(row) for row in ids], batch_size=batch_size, max_tokens=max_tokens
-    ):
-        yield from _forward_with_backoff(
-            loaded, ids, batch, pad_id, layers, layer_aggregation, compute_dtype
-        )
-
-
-def _forward_with_backoff(loaded, ids, batch, pad_id, layers, layer_aggregation, compute_dtype):
-    """One batch's token vectors; on out-of-memory, halve the batch and retry each half."""
-    try:
-        states = token_states(
-            loaded.model,
-            *collate(ids, batch, pad_id),
-            loaded.device,
-            layers,
-            layer_aggregation,
-            compute_dtype,
-        )
-    except Exception as error:
-        if len(batch) == 1 or not is_out_of_memory(error):
-            raise
-        states = None
-    if states is not None:
-        yield batch, [states[row, : len(ids[index])] for row, index in enumerate(batch)]
-        return
-    half = len(batch) // 2
-    for part in (batch[:half], batch[half:]):
-        yield from _forward_with_backoff(
-            loaded, ids, part, pad_id, layers, layer_aggregation, compute_dtype
-        )
-
-
-def token_states(
-    model, input_ids, attention_mask, device, layers, layer_aggregation, compute_dtype
-):
-    """One forward pass: the selected layers' token vectors, combined, as float32 numpy.
-
-    Returns
-    -------
-    states : ndarray of shape (batch, seq_len, n_features), float32
-    """
-    import torch
-
-    use_autocast = compute_dtype != torch.float32
-    with (
-        torch.inference_mode(),
-        torch.autocast(device_type=device.type, dtype=compute_dtype, enabled=use_autocast),
-    ):
-        output = model(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            output_hidden_states=True,
-        )
-        selected = [output.hidden_states[layer].to(torch.float32) for layer in layers]
-        if layer_aggregation == "mean":
-            combined = torch.stack(selected).mean(dim=0)
-        else:
-            combined = torch.cat(selected, dim=-1)
-    return combined.cpu().numpy()
 
 
 def _check_options(word_level, word_aggregation):

@@ -115,3 +115,18 @@ def _check_encodable(row, text, parameter):
             f"{text[error.start]!r} at position {error.start}. Repair it first, e.g. "
             "text.encode('utf-8', 'replace').decode('utf-8')."
         ) from None
+
+
+def input_name(X):
+    """The name of the text column ``X`` is, when it has one, else None.
+
+    A pandas or polars Series with a string name, or a one-column pandas or polars
+    DataFrame, is a named column (skrub's TableVectorizer hands columns over this way);
+    lists, arrays and unnamed Series are not. Read before ``validate_texts`` consumes ``X``.
+    """
+    columns = getattr(X, "columns", None)
+    if columns is not None and getattr(X, "shape", (0, 0))[1:] == (1,):
+        name = list(columns)[0]
+    else:
+        name = getattr(X, "name", None) if hasattr(X, "shape") else None
+    return name if isinstance(name, str) and name else None

@@ -1,7 +1,12 @@
-"""AlbertVectorizer: parameters, validation, fit/transform, feature names, tags, pickling."""
+"""AlbertVectorizer: the scikit-learn face of the encoder.
 
-import functools
-import logging
+``fit`` resolves and validates every option into a frozen ``EncodeSettings``
+(``_settings.py``); ``transform`` looks the distinct texts up in the embedding cache, asks the
+engine (``_engine.py``) for the rest, and builds features from the summaries. Nothing here
+tokenizes, batches or runs the model.
+"""
+
+import contextlib
 import os
 import warnings
 from numbers import Integral
@@ -16,18 +21,34 @@ from sklearn.base import (
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._cache import MEMORY_CACHE, DiskCache, TextEncoding, namespace_for
+from ._cache import embedding_cache_for
 from ._long_texts import CHUNK_AGGREGATIONS
-from ._pooling import POOLING_NAMES, combine_pooled, n_pooled_features
-from ._validation import validate_texts
+from ._persistence import EncoderPersistence
+from ._pooling import POOLING_NAMES, features_from
+from ._settings import resolve_settings, validated_embedding_cache
+from ._validation import input_name, validate_texts
 
-logger = logging.getLogger("sklearn_albert")
+#: Parameters that decide the output: changing one after ``fit`` takes effect on the next fit.
+#: ``batch_size`` and ``max_tokens_per_batch`` only pace the work: ``transform`` reads them.
+SETTING_PARAMETERS = (
+    "model_name_or_path",
+    "pooling",
+    "layers",
+    "layer_aggregation",
+    "max_length",
+    "long_text",
+    "stride",
+    "chunk_aggregation",
+    "normalize",
+    "device",
+    "dtype",
+    "revision",
+)
 
-# Cached encodings are turned into features this many texts at a time, to bound memory.
-ASSEMBLY_CHUNK = 512
 
-
-class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class AlbertVectorizer(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, EncoderPersistence, BaseEstimator
+):
     """Embed raw texts with ALBERT (or any Hugging Face encoder) as a scikit-learn transformer.
 
     The model is pretrained and stays frozen: ``fit`` loads it and checks the options
@@ -69,11 +90,12 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         texts is set by ``long_text``.
 
     long_text : {"truncate", "chunk"}, default="truncate"
-        "truncate" keeps the first ``max_length`` tokens of a longer text; ``n_truncated_``
-        counts such texts and a warning says so. "chunk" cuts it into windows of
-        ``max_length`` tokens overlapping by ``stride`` tokens, encodes every window in the
-        same batches as other texts, and merges the windows by ``chunk_aggregation``. A
-        text that fits in one window gets the same vector either way.
+        "truncate" keeps the first ``max_length`` tokens of a longer text; a warning
+        says how many texts were cropped, and :meth:`find_truncated` tells which.
+        "chunk" cuts it into windows of ``max_length`` tokens overlapping by ``stride``
+        tokens, encodes every window in the same batches as other texts, and merges the
+        windows by ``chunk_aggregation``. A text that fits in one window gets the same
+        vector either way.
 
     stride : int, default=32
         Tokens shared by consecutive windows when ``long_text="chunk"``; must be smaller
@@ -137,6 +159,11 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     Attributes
     ----------
+    settings_ : EncodeSettings
+        Every option resolved and validated against the checkpoint by ``fit``:
+        ``transform`` reads these, not the live parameters, so parameters changed with
+        ``set_params`` after ``fit`` apply from the next ``fit`` (``transform`` warns).
+
     n_features_out_ : int
         Number of output features.
 
@@ -144,7 +171,7 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         The device the model runs on.
 
     dtype_ : str
-        The compute precision in use ("float32", "float16" or "bfloat16").
+        The compute precision in use ("float32", "float16", "bfloat16" or "int8").
 
     max_length_ : int
         The token limit in use.
@@ -156,10 +183,17 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         Size of one token vector.
 
     model_fingerprint_ : str
-        A hash of the checkpoint's config, tokenizer and weights.
+        A hash of the checkpoint's architecture, tokenizer and weights.
 
     n_truncated_ : int
-        Number of texts cropped to ``max_length_`` by the last ``transform``.
+        Number of texts passed to ``fit`` (or ``fit_transform``) longer than
+        ``max_length_`` tokens. ``transform`` never changes it; use
+        :meth:`find_truncated` for other texts.
+
+    input_name_ : str or None
+        The name of the text column seen in ``fit`` (a named pandas or polars Series, or
+        a one-column DataFrame), which prefixes the output feature names
+        (``review_0``, ``review_1``, ...); None gives ``albertvectorizer0``, ...
 
     See Also
     --------
@@ -254,12 +288,12 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Load the model and check the options against it. Nothing is learned from X.
+        """Load the model and resolve every option against it. Nothing is learned from X.
 
         Parameters
         ----------
         X : iterable of str
-            Texts; only their type is checked.
+            Texts; they are tokenized to count those longer than ``max_length_``.
         y : None
             Ignored.
 
@@ -268,57 +302,37 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self : AlbertVectorizer
             The fitted vectorizer.
         """
-        validate_texts(X)
-        pooling = self._validated_pooling()
-        from ._model import dtype_name, load_model, resolve_device, resolve_dtype
+        name = input_name(X)
+        texts = validate_texts(X)
+        self._fit(texts, name)
+        from ._engine import token_counts
 
-        device = self._resolve(resolve_device, self.device, "device")
-        loaded = load_model(
-            self.model_name_or_path,
-            device=device,
-            revision=self.revision,
-            cache_dir=self.cache_dir,
-            local_files_only=self.local_files_only,
-            token_env=self.token_env,
-        )
-        layers = self._validated_layers(loaded.n_hidden_states)
-        if "pooler" in pooling and not loaded.has_pooler:
-            raise InvalidParameterError(
-                f"Got pooling={self.pooling!r} but the checkpoint {self.model_name_or_path!r}"
-                f" has no pooler. Use one of {POOLING_NAMES[:-1]}."
-            )
-        if self.max_length is not None and self.max_length > loaded.max_length:
-            raise InvalidParameterError(
-                f"Got max_length={self.max_length} but the checkpoint accepts at most "
-                f"{loaded.max_length} tokens. Use max_length=None for the model's limit."
-            )
-        room = (
-            (self.max_length or loaded.max_length)
-            - len(loaded.special_prefix)
-            - len(loaded.special_suffix)
-        )
-        if self.long_text == "chunk" and self.stride >= room:
-            raise InvalidParameterError(
-                f"Got stride={self.stride} but a window holds only {room} text tokens "
-                f"(max_length minus special tokens). Use a stride below {room}."
-            )
-        self._loaded = loaded
-        self.device_ = str(device)
-        self.dtype_ = dtype_name(
-            self._resolve(lambda d: resolve_dtype(d, device), self.dtype, "dtype")
-        )
-        self.max_length_ = self.max_length or loaded.max_length
-        self.n_hidden_states_ = loaded.n_hidden_states
-        self.hidden_size_ = loaded.hidden_size
-        self.model_fingerprint_ = loaded.fingerprint
-        self.n_features_out_ = n_pooled_features(
-            loaded.hidden_size,
-            pooling=pooling,
-            n_layers=len(layers),
-            layer_aggregation=self.layer_aggregation,
-        )
-        self.n_truncated_ = 0
+        counts = token_counts(self._loaded, texts)
+        cropped = counts > self.settings_.max_length
+        self.n_truncated_ = int(cropped.sum()) if self.settings_.long_text == "truncate" else 0
         return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X, y=None):
+        """Fit, then embed ``X``, in one pass over it (a generator works).
+
+        Parameters
+        ----------
+        X : iterable of str
+            Texts, as for :meth:`transform`.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_features_out\\_), float32
+        """
+        name = input_name(X)
+        texts = validate_texts(X)
+        self._fit(texts, name)
+        features, n_truncated = self._embed(texts)
+        self.n_truncated_ = n_truncated
+        return features
 
     def transform(self, X):
         """Embed each text.
@@ -334,11 +348,94 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """
         check_is_fitted(self)
         texts = validate_texts(X)
-        features = self._embed(texts)
-        if self.normalize:
-            norms = np.linalg.norm(features, axis=1, keepdims=True)
-            features /= np.maximum(norms, np.finfo(np.float32).tiny)
-        return features
+        self._warn_if_changed_since_fit()
+        return self._embed(texts)[0]
+
+    def count_tokens(self, X):
+        """Tokens each text takes, special tokens included (tokenizes, runs no model).
+
+        Parameters
+        ----------
+        X : iterable of str
+            Texts.
+
+        Returns
+        -------
+        counts : ndarray of shape (n_samples,), int64
+            Whole texts: a count above ``max_length_`` means the text is truncated by
+            :meth:`transform` (``long_text="truncate"``) or encoded as several windows
+            (``"chunk"``).
+        """
+        check_is_fitted(self)
+        from ._engine import token_counts
+
+        return token_counts(self._ensure_loaded(), validate_texts(X))
+
+    def find_truncated(self, X):
+        """Which texts are longer than ``max_length_`` tokens (tokenizes, runs no model).
+
+        ``transform`` warns how many texts it cropped and never changes the estimator;
+        this says which ones. With ``long_text="chunk"`` such texts are encoded whole, as
+        several windows.
+
+        Parameters
+        ----------
+        X : iterable of str
+            Texts.
+
+        Returns
+        -------
+        truncated : ndarray of shape (n_samples,), bool
+        """
+        return self.count_tokens(X) > self.max_length_
+
+    def describe(self):
+        """What this fitted vectorizer runs: checkpoint, architecture, device, sizes.
+
+        Returns
+        -------
+        report : dict
+            ``model``, ``architecture``, ``model_type``, ``tokenizer``, ``parameters``,
+            ``device``, ``dtype``, ``hidden_states``, ``hidden_size``, ``max_length``,
+            ``has_pooler``, ``pooling``, ``n_features_out`` and ``fingerprint``.
+        """
+        check_is_fitted(self)
+        loaded = self._ensure_loaded()
+        return {
+            "model": str(self.model_name_or_path),
+            "architecture": type(loaded.model).__name__,
+            "model_type": getattr(loaded.model.config, "model_type", None),
+            "tokenizer": type(loaded.tokenizer).__name__,
+            "parameters": sum(p.numel() for p in loaded.model.parameters()),
+            "device": self.device_,
+            "dtype": self.dtype_,
+            "hidden_states": self.n_hidden_states_,
+            "hidden_size": self.hidden_size_,
+            "max_length": self.max_length_,
+            "has_pooler": loaded.has_pooler,
+            "pooling": self.settings_.pooling,
+            "n_features_out": self.n_features_out_,
+            "fingerprint": self.model_fingerprint_,
+        }
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names: ``<column>_<i>`` for a named text column, else the class's.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored beyond scikit-learn's consistency checks.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        if self.input_name_ is None:
+            return super().get_feature_names_out(input_features)
+        return np.asarray(
+            [f"{self.input_name_}_{i}" for i in range(self.n_features_out_)], dtype=object
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -351,39 +448,35 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """Number of features, for ``get_feature_names_out``."""
         return self.n_features_out_
 
-    # ------------------------------------------------------------------ options
+    def _fit(self, texts, name):
+        from ._devices import dtype_name, resolve_device, resolve_dtype
+        from ._loading import load_model
 
-    def _validated_pooling(self):
-        pooling = (self.pooling,) if isinstance(self.pooling, str) else tuple(self.pooling)
-        bad = [name for name in pooling if not isinstance(name, str) or name not in POOLING_NAMES]
-        if not pooling or bad:
-            raise InvalidParameterError(
-                f"The 'pooling' parameter of {type(self).__name__} must be one of "
-                f"{POOLING_NAMES} or a non-empty list of them. Got {self.pooling!r}."
-            )
-        return pooling
-
-    def _validated_layers(self, n_hidden_states):
-        layers = (self.layers,) if isinstance(self.layers, Integral) else tuple(self.layers)
-        valid = all(
-            isinstance(layer, Integral) and -n_hidden_states <= layer < n_hidden_states
-            for layer in layers
+        validated_embedding_cache(self.embedding_cache)
+        device = _as_parameter_error(resolve_device, self.device)
+        compute_dtype = _as_parameter_error(lambda dtype: resolve_dtype(dtype, device), self.dtype)
+        loaded = load_model(
+            self.model_name_or_path,
+            device=device,
+            revision=self.revision,
+            cache_dir=self.cache_dir,
+            local_files_only=self.local_files_only,
+            token_env=self.token_env,
         )
-        if not layers or not valid:
-            raise InvalidParameterError(
-                f"The 'layers' parameter of {type(self).__name__} must be an int or a "
-                f"non-empty tuple of ints in [-{n_hidden_states}, {n_hidden_states - 1}] "
-                f"(this checkpoint has {n_hidden_states} hidden states, 0 = embeddings). "
-                f"Got {self.layers!r}."
-            )
-        return tuple(int(layer) % n_hidden_states for layer in layers)
-
-    @staticmethod
-    def _resolve(resolver, value, name):
-        try:
-            return resolver(value)
-        except ValueError as error:
-            raise InvalidParameterError(str(error)) from None
+        params = self.get_params(deep=False)
+        settings = resolve_settings(
+            params,
+            loaded,
+            estimator_name=type(self).__name__,
+            compute_dtype=dtype_name(compute_dtype),
+        )
+        self._loaded = loaded
+        self._params_at_fit = {name: params[name] for name in SETTING_PARAMETERS}
+        self.settings_ = settings
+        self.n_hidden_states_ = loaded.n_hidden_states
+        self.hidden_size_ = loaded.hidden_size
+        self.n_features_out_ = settings.n_features(loaded.hidden_size)
+        self.input_name_ = name
 
     # ------------------------------------------------------------------ encoding
 
@@ -394,7 +487,7 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             return loaded
         import torch
 
-        from ._model import load_model
+        from ._loading import load_model
 
         loaded = load_model(
             self.model_name_or_path,
@@ -407,8 +500,8 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if loaded.fingerprint != self.model_fingerprint_:
             warnings.warn(
                 f"The checkpoint loaded from {self.model_name_or_path!r} differs from the one "
-                "this vectorizer was fitted with (its config, tokenizer or weights changed); "
-                "embeddings will differ. Pin `revision`, or pickle with "
+                "this vectorizer was fitted with (its architecture, tokenizer or weights "
+                "changed); embeddings will differ. Pin `revision`, or pickle with "
                 "store_weights_in_pickle=True to keep the exact weights.",
                 UserWarning,
                 stacklevel=3,
@@ -416,26 +509,39 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._loaded = loaded
         return loaded
 
-    def _cache_namespace(self):
-        chunking = (self.stride, self.chunk_aggregation) if self.long_text == "chunk" else None
-        return namespace_for(
-            model=self.model_fingerprint_,
-            max_length=self.max_length_,
-            dtype=self.dtype_,
-            device_type=self.device_.split(":")[0],
-            chunking=chunking,
-        )
+    def _runner(self):
+        """The module that runs the forward pass at the fitted precision."""
+        from ._engine import runner_for
 
-    def _caches(self):
-        if self.embedding_cache is None:
-            return None, None
-        memory = MEMORY_CACHE if MEMORY_CACHE.max_bytes > 0 else None
-        if isinstance(self.embedding_cache, str) and self.embedding_cache == "memory":
-            return memory, None
-        return memory, DiskCache(self.embedding_cache)
+        return runner_for(self._ensure_loaded(), self.settings_)
+
+    def _transform_settings(self):
+        """``settings_`` with the batch budgets as they are now (they pace, not decide)."""
+        from dataclasses import replace
+
+        from sklearn.utils._param_validation import validate_parameter_constraints
+
+        from ._settings import token_budget
+
+        settings = self.settings_
+        budget = {"batch_size": self.batch_size, "max_tokens_per_batch": self.max_tokens_per_batch}
+        validate_parameter_constraints(
+            {name: self._parameter_constraints[name] for name in budget},
+            budget,
+            type(self).__name__,
+        )
+        max_tokens = token_budget(self.max_tokens_per_batch, settings.device)
+        if (self.batch_size, max_tokens) == (settings.batch_size, settings.max_tokens):
+            return settings
+        return replace(settings, batch_size=int(self.batch_size), max_tokens=max_tokens)
 
     def _embed(self, texts):
-        """Features for ``texts``: each distinct text is looked up or encoded once."""
+        """Features for ``texts`` and how many distinct ones were truncated.
+
+        Each distinct text is looked up in the embedding cache or encoded once; the
+        estimator itself is not changed.
+        """
+        settings = self._transform_settings()
         position_of = {}
         inverse = np.fromiter(
             (position_of.setdefault(text, len(position_of)) for text in texts),
@@ -444,297 +550,104 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         )
         unique = list(position_of)
         features = np.empty((len(unique), self.n_features_out_), dtype=np.float32)
-        namespace = self._cache_namespace()
-        memory, disk = self._caches()
+        cache = embedding_cache_for(validated_embedding_cache(self.embedding_cache))
+        namespace = settings.cache_namespace
+        todo = np.arange(len(unique))
+        n_truncated = 0
+        if cache is not None:
+            todo, n_truncated = self._fill_from_cache(features, unique, todo, cache, settings)
+        if len(todo):
+            with cache.writing(namespace) if cache is not None else contextlib.nullcontext():
+                if getattr(cache, "shared_between_processes", False):
+                    # Another process may have encoded some of them while this one waited.
+                    todo, n_found_truncated = self._fill_from_cache(
+                        features, unique, todo, cache, settings
+                    )
+                    n_truncated += n_found_truncated
+                n_truncated += self._encode(features, unique, todo, cache, settings)
+        _warn_truncated(n_truncated, len(unique), settings.max_length)
+        if settings.normalize:
+            norms = np.linalg.norm(features, axis=1, keepdims=True)
+            features /= np.maximum(norms, np.finfo(np.float32).tiny)
+        return (features if len(unique) == len(texts) else features[inverse]), n_truncated
 
-        found = memory.get_many(namespace, unique) if memory is not None else {}
-        if disk is not None and len(found) < len(unique):
-            from_disk = disk.get_many(namespace, [t for t in unique if t not in found])
-            if memory is not None:
-                for text, entry in from_disk.items():
-                    memory.put(namespace, text, entry)
-            found.update(from_disk)
-        self._write_cached(features, position_of, found)
+    def _fill_from_cache(self, features, unique, rows, cache, settings):
+        """Write the rows of ``unique[rows]`` the cache holds.
 
-        missing = [text for text in unique if text not in found]
-        n_truncated = sum(entry.truncated for entry in found.values())
-        if missing:
-            n_truncated += self._encode_missing(
-                features, position_of, missing, namespace, memory, disk
-            )
-        self._report_truncation(n_truncated, len(unique))
-        return features if len(unique) == len(texts) else features[inverse]
-
-    def _write_cached(self, features, position_of, found):
-        items = list(found.items())
-        for start in range(0, len(items), ASSEMBLY_CHUNK):
-            chunk = items[start : start + ASSEMBLY_CHUNK]
-            rows = [position_of[text] for text, _ in chunk]
-            features[rows] = self._combine([entry for _, entry in chunk])
-
-    def _combine(self, entries):
-        layers = self._validated_layers(self.n_hidden_states_)
-        summaries = np.stack([entry.summaries[:, layers] for entry in entries])
-        pooler = (
-            np.stack([entry.pooler for entry in entries]) if entries[0].pooler is not None else None
-        )
-        n_tokens = np.array([entry.n_tokens for entry in entries])
-        return combine_pooled(
-            summaries,
-            pooler,
-            n_tokens,
-            pooling=self._validated_pooling(),
-            layers=range(len(layers)),
-            layer_aggregation=self.layer_aggregation,
-        )
-
-    def _encode_missing(self, features, position_of, texts, namespace, memory, disk):
-        """Run the encoder on ``texts``, write their rows, and cache what fits.
-
-        Texts go through in groups (``_batching.tokenized_groups``): each group is
-        tokenized, cut into windows, sorted and encoded; on CUDA the next group is
-        tokenized while the device encodes this one.
-
-        Returns the number of texts that were truncated.
+        Returns
+        -------
+        missing : ndarray of int
+            The rows still to encode.
+        n_truncated : int
+            Truncated texts among those found.
         """
-        from ._batching import AUTO_TOKEN_BUDGET, tokenized_groups
-
-        loaded = self._ensure_loaded()
-        entry_bytes = 4 * self.hidden_size_ * (3 * self.n_hidden_states_ + 1)
-        keep_in_memory = memory is not None and memory.can_hold(len(texts) * entry_bytes)
-        if memory is not None and not keep_in_memory:
-            logger.info(
-                "Not caching %d new texts in memory: they need about %d MB, more than the "
-                "cache's %d MB bound (sklearn_albert.set_cache_limit).",
-                len(texts),
-                len(texts) * entry_bytes >> 20,
-                memory.max_bytes >> 20,
-            )
-        max_tokens = self.max_tokens_per_batch
-        if max_tokens == "auto":
-            max_tokens = AUTO_TOKEN_BUDGET.get(loaded.device.type, 4096)
-        store = functools.partial(
-            self._store_finished,
-            features,
-            position_of,
-            namespace=namespace,
-            memory=memory if keep_in_memory else None,
-            disk=disk,
+        found, encodings = cache.lookup(
+            settings.cache_namespace, [unique[row] for row in rows], settings.layers
         )
+        if found.any():
+            features[rows[found]] = features_from(encodings, settings, layers_selected=True)
+        return rows[~found], int(encodings.truncated.sum())
+
+    def _encode(self, features, unique, rows, cache, settings):
+        """Run the engine on the texts ``unique[rows]``; write their features, cache them."""
+        from ._engine import encode_summaries
+
+        texts = [unique[row] for row in rows]
         progress = _progress_bar(len(texts)) if self.verbose else None
         n_truncated = 0
         try:
-            for group, content in tokenized_groups(
-                loaded.tokenizer, texts, overlap=loaded.device.type == "cuda"
+            for indices, encodings in encode_summaries(
+                self._ensure_loaded(), self._runner(), texts, settings, progress=progress
             ):
-                n_truncated += self._encode_group(
-                    loaded, group, content, max_tokens, store, progress
-                )
+                features[rows[indices]] = features_from(encodings, settings)
+                n_truncated += int(encodings.truncated.sum())
+                if cache is not None:
+                    cache.store(settings.cache_namespace, [texts[i] for i in indices], encodings)
         finally:
             if progress is not None:
                 progress.close()
         return n_truncated
 
-    def _encode_group(self, loaded, texts, content, max_tokens, store, progress):
-        """Encode one group of texts from their token ids; returns how many were truncated."""
-        from ._batching import encode
-
-        windows, owner, n_windows, n_tokens, truncated = self._windows(loaded, content)
-        partial = {}  # text index -> window summaries of a chunked text still incomplete
-        for batch, summaries, pooler in encode(
-            loaded,
-            windows,
-            batch_size=self.batch_size,
-            max_tokens=max_tokens,
-            compute_dtype=self._compute_dtype(),
-        ):
-            finished = []
-            for row, window in enumerate(batch):
-                index = owner[window]
-                window_pooler = None if pooler is None else pooler[row]
-                if n_windows[index] == 1:
-                    summary = (
-                        summaries[row].copy(),
-                        None if pooler is None else window_pooler.copy(),
-                    )
-                else:
-                    parts = partial.setdefault(index, [])
-                    parts.append((summaries[row].copy(), window_pooler, len(windows[window])))
-                    if len(parts) < n_windows[index]:
-                        continue
-                    summary = self._merge_windows(partial.pop(index))
-                encoding = TextEncoding(*summary, int(n_tokens[index]), bool(truncated[index]))
-                finished.append((texts[index], encoding))
-            if finished:
-                store(finished)
-                if progress is not None:
-                    progress.update(len(finished))
-        return int(truncated.sum())
-
-    def _windows(self, loaded, content):
-        """Token ids to encode: one window per text, or several for chunked long texts."""
-        from ._batching import add_special_tokens
-        from ._long_texts import split_into_windows
-
-        prefix, suffix = loaded.special_prefix, loaded.special_suffix
-        room = self.max_length_ - len(prefix) - len(suffix)
-        lengths = np.fromiter((len(ids) for ids in content), dtype=np.intp, count=len(content))
-        n_tokens = np.minimum(lengths, room) + len(prefix) + len(suffix)
-        if self.long_text == "chunk":
-            windows, owner = [], []
-            for index, ids in enumerate(content):
-                for window in split_into_windows(ids, room, self.stride):
-                    windows.append([*prefix, *window, *suffix])
-                    owner.append(index)
-            owner = np.asarray(owner, dtype=np.intp)
-            n_tokens = lengths + len(prefix) + len(suffix)
-            truncated = np.zeros(len(content), dtype=bool)
-        else:
-            windows = [add_special_tokens(ids, prefix, suffix, self.max_length_) for ids in content]
-            owner = np.arange(len(content))
-            truncated = lengths > room
-        n_windows = np.bincount(owner, minlength=len(content))
-        return windows, owner, n_windows, n_tokens, truncated
-
-    def _merge_windows(self, parts):
-        from ._long_texts import merge_windows
-
-        summaries = np.stack([summary for summary, _, _ in parts])
-        poolers = None if parts[0][1] is None else np.stack([pooler for _, pooler, _ in parts])
-        n_tokens = np.array([n for _, _, n in parts])
-        return merge_windows(summaries, poolers, n_tokens, self.chunk_aggregation)
-
-    def _store_finished(self, features, position_of, finished, *, namespace, memory, disk):
-        """Write the rows of finished ``(text, encoding)`` pairs and offer them to the caches."""
-        rows = [position_of[text] for text, _ in finished]
-        features[rows] = self._combine([entry for _, entry in finished])
-        if memory is not None:
-            for text, entry in finished:
-                memory.put(namespace, text, entry)
-        if disk is not None:
-            disk.put_many(namespace, finished)
-
-    def _compute_dtype(self):
-        import torch
-
-        from ._model import resolve_dtype
-
-        return resolve_dtype(self.dtype_, torch.device(self.device_))
-
-    def _report_truncation(self, n_truncated, n_texts):
-        self.n_truncated_ = int(n_truncated)
-        if n_truncated:
+    def _warn_if_changed_since_fit(self):
+        fitted = getattr(self, "_params_at_fit", None)
+        if fitted is None:
+            return
+        current = self.get_params(deep=False)
+        changed = [name for name, value in fitted.items() if current[name] != value]
+        if changed:
+            details = ", ".join(
+                f"{name}: {fitted[name]!r} -> {current[name]!r}" for name in changed
+            )
             warnings.warn(
-                f"{n_truncated} of {n_texts} distinct texts are longer than max_length_="
-                f"{self.max_length_} tokens and were truncated. n_truncated_ holds the count.",
+                f"Parameters changed since fit ({details}); transform keeps using the "
+                "fitted settings (settings_). Call fit again to apply them.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
 
-    # ------------------------------------------------------------------ pickling
+    # ------------------------------------------------------------------ persistence hooks
+    # Pickling, save() and load() live in EncoderPersistence (_persistence.py).
 
-    def __getstate__(self):
-        # BaseEstimator returns the live __dict__ on Python 3.11+: copy it, or pickling
-        # would drop the model from (and add the weights to) the estimator being pickled.
-        state = dict(super().__getstate__())
-        loaded = state.pop("_loaded", None)
-        if self.store_weights_in_pickle and hasattr(self, "model_fingerprint_"):
-            from ._model import export_model_files
+    def _weights_travel(self):
+        return self.store_weights_in_pickle
 
-            loaded = loaded or self._ensure_loaded()
-            state["_model_files"] = export_model_files(loaded)
-        return state
-
-    def __setstate__(self, state):
-        files = state.pop("_model_files", None)
-        super().__setstate__(state)
-        if not hasattr(self, "device_"):
-            return
-        self._remap_device()
-        if files is not None:
-            import torch
-
-            from ._model import load_model_from_files
-
-            self._loaded = load_model_from_files(files, device=torch.device(self.device_))
-
-    def _remap_device(self):
-        """Run on this machine's device when the fitted one is missing here."""
-        from ._model import resolve_device, warn_device_change
-
-        try:
-            device = resolve_device(self.device_)
-        except ValueError:
-            device = resolve_device("auto" if self.device == "auto" else "cpu")
-            warn_device_change(self.device_, str(device))
-            self.device_ = str(device)
-            self.dtype_ = self._dtype_name_on(device)
-
-    # ------------------------------------------------------------------ saving without pickle
-
-    def save(self, path, *, include_model=True):
-        """Save to a folder that loads without executing code (no pickle).
-
-        The folder holds ``estimator.json`` (parameters and fitted attributes) and, when
-        fitted, ``model/`` (safetensors weights, config and tokenizer files). Secrets
-        are never written: ``token_env`` is saved, the token it names is not.
-
-        Parameters
-        ----------
-        path : str or path-like
-            A new or empty folder, or one written by an earlier ``save`` (replaced).
-        include_model : bool, default=True
-            Write the checkpoint too. If False, the loaded vectorizer reloads it from
-            ``model_name_or_path`` on first use, as a default pickle does.
-
-        Returns
-        -------
-        path : pathlib.Path
-            The folder written.
-
-        See Also
-        --------
-        load : Read such a folder back.
-        """
-        from ._persistence import save_estimator
-
-        return save_estimator(self, path, include_model=include_model)
-
-    @classmethod
-    def load(cls, path, *, device=None):
-        """Load a vectorizer written by :meth:`save`, without executing stored code.
-
-        Parameters
-        ----------
-        path : str or path-like
-            The folder ``save`` wrote.
-        device : str, default=None
-            Run on this device (also sets the ``device`` parameter). None keeps the
-            saved device, or uses this machine's best one, with a warning, when the
-            saved device is missing here.
-
-        Returns
-        -------
-        vectorizer : AlbertVectorizer
-            Fitted if it was fitted when saved.
-        """
-        from ._persistence import load_estimator
-
-        return load_estimator(cls, path, device=device)
-
-    # What ``save`` and ``load`` (in _persistence.py) ask of the estimator they handle.
-
-    def _model_for_saving(self):
+    def _model_to_save(self):
         return self._ensure_loaded()
 
-    def _extra_weights_for_saving(self):
+    def _extra_weights(self):
         return None  # a vectorizer's weights are the checkpoint's, all in model/
 
-    def _restore_extra_weights(self, tensors):
-        raise ValueError("An AlbertVectorizer folder holds no weights beside model/.")
+    def _attach_model(self, loaded, extra_weights):
+        from ._loading import held_name, hold_in_memory
 
-    def _dtype_name_on(self, device):
-        from ._model import dtype_name, resolve_dtype
+        if extra_weights is not None:
+            raise ValueError("An AlbertVectorizer folder holds no weights beside model/.")
+        # Held under its checkpoint name, so that clones (a grid search on a restored
+        # pipeline) encode with these weights even when the checkpoint is not reachable.
+        self._loaded = hold_in_memory(held_name(self.model_name_or_path, self.revision), loaded)
+
+    def _dtype_on(self, device):
+        from ._devices import dtype_name, resolve_dtype
 
         return dtype_name(resolve_dtype(self.dtype, device))
 
@@ -782,10 +695,16 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         (['▁paris', '▁is', '▁lovely'], array([0, 5]), (3, 768))
         """
         check_is_fitted(self)
+        self._warn_if_changed_since_fit()
         from ._tokens import transform_tokens
 
         return transform_tokens(
-            self, validate_texts(X), word_level=word_level, word_aggregation=word_aggregation
+            self._ensure_loaded(),
+            self._runner(),
+            self._transform_settings(),
+            validate_texts(X),
+            word_level=word_level,
+            word_aggregation=word_aggregation,
         )
 
     def static_embeddings(self, words=None):
@@ -823,6 +742,24 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         from ._static import static_embeddings
 
         return static_embeddings(self._ensure_loaded(), words)
+
+
+def _as_parameter_error(resolver, value):
+    try:
+        return resolver(value)
+    except ValueError as error:
+        raise InvalidParameterError(str(error)) from None
+
+
+def _warn_truncated(n_truncated, n_texts, max_length):
+    if n_truncated:
+        warnings.warn(
+            f"{n_truncated} of {n_texts} distinct texts are longer than max_length_="
+            f"{max_length} tokens and were truncated. find_truncated(X) tells which; "
+            "long_text='chunk' encodes them whole.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _progress_bar(total):

@@ -83,3 +83,11 @@ def _fresh_embedding_cache():
 
     clear_cache(models=False)
     yield
+
+
+def pretend_fitted_on(estimator, device):
+    """Make a fitted estimator look as if it had been fitted on ``device`` (e.g. a GPU)."""
+    from dataclasses import replace
+
+    estimator.settings_ = replace(estimator.settings_, device=device)
+    return estimator

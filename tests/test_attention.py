@@ -2,9 +2,9 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from sklearn_albert import _attention
-from sklearn_albert._attention import NAME, length_aware_attention
-from sklearn_albert._packed_linear import inference_copy
+from sklearn_albert._cpu import attention as _attention
+from sklearn_albert._cpu.attention import NAME, length_aware_attention
+from sklearn_albert._cpu.packed_linear import PackedLinear, inference_copy
 
 
 def sdpa_reference(query, key, value, mask):
@@ -87,7 +87,7 @@ def tiny_model(tiny_albert_path):
 
 
 def test_the_cpu_inference_copy_switches_attention_and_matches_the_model(tiny_model):
-    variant = inference_copy(tiny_model, torch.float32, pack=True)
+    variant = inference_copy(tiny_model, torch.float32, cpu=True)
 
     assert variant.config._attn_implementation == NAME
     assert tiny_model.config._attn_implementation == "sdpa"  # the original is left alone
@@ -105,22 +105,32 @@ def test_the_cpu_inference_copy_switches_attention_and_matches_the_model(tiny_mo
 def test_an_explicit_attention_choice_is_kept(tiny_albert_path):
     eager = AutoModel.from_pretrained(tiny_albert_path, attn_implementation="eager").eval()
 
-    variant = inference_copy(eager.requires_grad_(False), torch.float32, pack=True)
+    variant = inference_copy(eager.requires_grad_(False), torch.float32, cpu=True)
 
     assert variant.config._attn_implementation == "eager"
 
 
-def test_the_environment_switch_keeps_sdpa(tiny_model, monkeypatch):
-    monkeypatch.setenv("SKLEARN_ALBERT_CPU_PACKING", "0")
+def test_the_attention_switch_keeps_sdpa(tiny_model, monkeypatch):
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_ATTENTION", "0")
 
-    variant = inference_copy(tiny_model, torch.float32, pack=True)
+    variant = inference_copy(tiny_model, torch.float32, cpu=True)
 
     assert variant.config._attn_implementation == "sdpa"
 
 
+def test_the_packing_switch_leaves_the_attention_on(tiny_model, monkeypatch):
+    # Each CPU speed-up has its own switch: turning packing off keeps the attention kernel.
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_PACKING", "0")
+
+    variant = inference_copy(tiny_model, torch.float32, cpu=True)
+
+    assert variant.config._attn_implementation == _attention.NAME
+    assert not any(isinstance(module, PackedLinear) for module in variant.modules())
+
+
 def test_gpu_copies_keep_sdpa(tiny_model):
-    # pack=False is the path of reduced precision on GPUs: SDPA's fused kernels stay.
-    variant = inference_copy(tiny_model, torch.float16, pack=False)
+    # cpu=False is the path of reduced precision on GPUs: SDPA's fused kernels stay.
+    variant = inference_copy(tiny_model, torch.float16, cpu=False)
 
     assert variant.config._attn_implementation == "sdpa"
 

@@ -3,11 +3,13 @@ import pickle
 import random
 import re
 import shutil
+from dataclasses import replace
 
 import joblib
 import numpy as np
 import pytest
 import torch
+from conftest import pretend_fitted_on
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -360,7 +362,7 @@ def test_pickle_is_self_contained_and_holds_no_training_text(tmp_path, tiny_albe
 
 def test_a_pickle_from_a_missing_device_loads_on_cpu_with_a_warning(fitted, monkeypatch):
     state = fitted.__getstate__()
-    state["device_"] = "cuda"  # as if pickled on a GPU machine
+    state["settings_"] = replace(state["settings_"], device="cuda")  # pickled on a GPU machine
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     restored = AlbertClassifier.__new__(AlbertClassifier)
     message = "fitted on device 'cuda', which is not available here; it now runs on 'cpu'"
@@ -458,11 +460,11 @@ def test_a_vectorizer_folder_does_not_load_as_a_classifier(fitted, tmp_path):
 
 
 def test_a_classifier_saved_on_cuda_loads_on_cpu_with_a_warning(fitted, tmp_path, monkeypatch):
-    fitted.device_ = "cuda"  # as if fitted on a GPU machine
+    pretend_fitted_on(fitted, "cuda")  # as if fitted on a GPU machine
     try:
         folder = fitted.save(tmp_path / "clf")
     finally:
-        fitted.device_ = "cpu"
+        pretend_fitted_on(fitted, "cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
     message = "fitted on device 'cuda', which is not available here; it now runs on 'cpu'"
@@ -546,7 +548,7 @@ def test_the_in_memory_vectorizer_survives_refit_clone_and_pickle(fitted):
 
 
 def test_the_in_memory_name_outlives_a_restored_copy_of_the_classifier(fitted):
-    from sklearn_albert._model import clear_model_registry
+    from sklearn_albert._loading import clear_model_registry
 
     name = fitted.to_vectorizer().model_name_or_path
     copy = pickle.loads(pickle.dumps(fitted))  # same weights, same name

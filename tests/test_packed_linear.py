@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from sklearn_albert import _packed_linear
-from sklearn_albert._packed_linear import PackedLinear, inference_copy, packing_works
+from sklearn_albert._cpu import packed_linear as _packed_linear
+from sklearn_albert._cpu.packed_linear import PackedLinear, inference_copy, packing_works
 
 needs_packing = pytest.mark.skipif(
     not packing_works(torch.float32) or not packing_works(torch.bfloat16),
@@ -52,7 +52,7 @@ def test_packed_linear_computes_what_linear_computes(gelu):
 
 @needs_packing
 def test_the_packed_copy_shares_parameters_and_matches_the_model(tiny_model):
-    variant = inference_copy(tiny_model, torch.float32, pack=True)
+    variant = inference_copy(tiny_model, torch.float32, cpu=True)
 
     packed = [module for module in variant.modules() if isinstance(module, PackedLinear)]
     sources = {id(module.source) for module in packed}
@@ -74,7 +74,7 @@ def test_the_packed_copy_shares_parameters_and_matches_the_model(tiny_model):
 
 @needs_packing
 def test_a_packed_copy_can_be_deep_copied(tiny_model):
-    variant = inference_copy(tiny_model, torch.bfloat16, pack=True)
+    variant = inference_copy(tiny_model, torch.bfloat16, cpu=True)
     twin = copy.deepcopy(variant)
     torch.testing.assert_close(hidden_states(twin)[0], hidden_states(variant)[0])
 
@@ -82,8 +82,8 @@ def test_a_packed_copy_can_be_deep_copied(tiny_model):
 def test_without_packing_the_copy_keeps_plain_layers(tiny_model, monkeypatch):
     monkeypatch.setattr(_packed_linear, "packing_works", lambda dtype: False)
 
-    float32 = inference_copy(tiny_model, torch.float32, pack=True)
-    bfloat16 = inference_copy(tiny_model, torch.bfloat16, pack=True)
+    float32 = inference_copy(tiny_model, torch.float32, cpu=True)
+    bfloat16 = inference_copy(tiny_model, torch.bfloat16, cpu=True)
 
     linears = [module for module in float32.modules() if type(module) is torch.nn.Linear]
     assert linears and not any(isinstance(module, PackedLinear) for module in float32.modules())
@@ -118,8 +118,8 @@ def test_the_environment_switch_turns_packing_off(monkeypatch, value):
 
 
 def test_an_unpacked_reduced_copy_casts_only_linear_weights_and_shares_the_rest(tiny_model):
-    # The path of float16 and of reduced precision on GPUs (pack=False).
-    variant = inference_copy(tiny_model, torch.float16, pack=False)
+    # The path of float16 and of reduced precision on GPUs (cpu=False).
+    variant = inference_copy(tiny_model, torch.float16, cpu=False)
 
     assert not any(isinstance(module, PackedLinear) for module in variant.modules())
     assert variant.pooler.weight.dtype == torch.float16

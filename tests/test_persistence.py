@@ -10,6 +10,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+from conftest import pretend_fitted_on
 from sklearn.base import clone
 
 from sklearn_albert import AlbertVectorizer, skops_trusted_types
@@ -161,9 +162,9 @@ def test_load_on_a_chosen_device_sets_the_device_parameter(fitted, tmp_path):
 
 
 def test_a_folder_saved_on_cuda_loads_on_cpu_with_a_warning(fitted, tmp_path, monkeypatch):
-    fitted.device_ = "cuda:0"  # as if fitted on a GPU machine
+    pretend_fitted_on(fitted, "cuda:0")  # as if fitted on a GPU machine
     folder = fitted.save(tmp_path / "vect")
-    fitted.device_ = "cpu"
+    pretend_fitted_on(fitted, "cpu")
     simulate_machine_without_cuda(monkeypatch)
 
     with pytest.warns(
@@ -194,7 +195,7 @@ def test_model_fingerprint_does_not_depend_on_where_the_checkpoint_lies(
 def test_pickled_on_cuda_loads_on_cpu_with_a_warning(fitted, monkeypatch, store_weights):
     fitted.set_params(store_weights_in_pickle=store_weights)
     expected = fitted.transform(TEXTS)
-    fitted.device_ = "cuda:0"  # pickled on a GPU machine
+    pretend_fitted_on(fitted, "cuda:0")  # pickled on a GPU machine
     payload = pickle.dumps(fitted)
     simulate_machine_without_cuda(monkeypatch)
 
@@ -244,7 +245,10 @@ def test_skops_round_trip_with_the_projects_types_trusted(fitted, tmp_path, stor
     file = tmp_path / "vect.skops"
     sio.dump(fitted, file)
 
-    assert sio.get_untrusted_types(file=file) == ["sklearn_albert._vectorizer.AlbertVectorizer"]
+    assert sio.get_untrusted_types(file=file) == [
+        "sklearn_albert._settings.EncodeSettings",
+        "sklearn_albert._vectorizer.AlbertVectorizer",
+    ]
     restored = sio.load(file, trusted=skops_trusted_types())
 
     assert restored.get_params() == fitted.get_params()

@@ -127,7 +127,7 @@ def test_a_100000_character_text_is_truncated_with_a_warning(fitted):
     with pytest.warns(UserWarning, match="1 of 2 distinct texts are longer than max_length_=64"):
         result = fitted.transform([long_text[:100_000], "short"])
 
-    assert fitted.n_truncated_ == 1
+    assert fitted.find_truncated([long_text[:100_000], "short"]).tolist() == [True, False]
     assert np.isfinite(result).all()
 
 
@@ -231,7 +231,8 @@ def test_a_failure_leaves_no_partial_result_in_the_cache(fitted):
 def test_outputs_are_deterministic_across_calls_and_reloads(fitted):
     first = fitted.transform(TEXTS)
     np.testing.assert_array_equal(fitted.transform(TEXTS), first)
-    np.testing.assert_array_equal(fitted.transform(list(reversed(TEXTS)))[::-1], first)
+    # Reversed, the texts meet other neighbours in their batches: equal to float32 round-off.
+    np.testing.assert_allclose(fitted.transform(list(reversed(TEXTS)))[::-1], first, atol=1e-6)
 
     clear_cache(models=True)  # the next fit reads the checkpoint from disk again
     reloaded = clone(fitted).fit([])

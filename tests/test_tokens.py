@@ -79,7 +79,8 @@ def test_layers_are_averaged_or_concatenated_like_transform(vectorizer, tiny_alb
     np.testing.assert_allclose(
         averaged.embeddings, (states[0][1:-1] + states[-1][1:-1]) / 2, atol=1e-5
     )
-    concatenated = vectorizer.set_params(layer_aggregation="concat").transform_tokens([text])[0]
+    concatenated = vectorizer.set_params(layer_aggregation="concat").fit([text])
+    concatenated = concatenated.transform_tokens([text])[0]
     assert concatenated.embeddings.shape == (len(averaged), 2 * vectorizer.hidden_size_)
     np.testing.assert_allclose(
         concatenated.embeddings[:, -vectorizer.hidden_size_ :], states[-1][1:-1], atol=1e-5

@@ -234,7 +234,16 @@ def test_long_texts_are_truncated_with_a_warning(vectorizer):
     vectorizer.set_params(max_length=16).fit(TEXTS)
     with pytest.warns(UserWarning, match=r"1 of 2 distinct texts are longer than max_length_=16"):
         vectorizer.transform([long_text, "short"])
-    assert vectorizer.n_truncated_ == 1
+    assert vectorizer.find_truncated([long_text, "short"]).tolist() == [True, False]
+    assert vectorizer.count_tokens(["short"])[0] <= 16 < vectorizer.count_tokens([long_text])[0]
+
+
+def test_fit_counts_the_truncated_training_texts(vectorizer):
+    long_text = " ".join(["moving"] * 200)
+    assert vectorizer.set_params(max_length=16).fit([long_text, "short"]).n_truncated_ == 1
+    assert vectorizer.fit_transform([long_text, "short", long_text]).shape[0] == 3
+    assert vectorizer.n_truncated_ == 1  # distinct texts
+    assert vectorizer.set_params(long_text="chunk", stride=2).fit([long_text]).n_truncated_ == 0
 
 
 # ---------------------------------------------------------------- composition
@@ -371,7 +380,7 @@ def test_int8_quantizes_every_linear_weight_per_output_channel(vectorizer):
 
 
 def test_auto_dtype_follows_the_hardware(vectorizer):
-    from sklearn_albert._model import cpu_supports_bfloat16
+    from sklearn_albert._devices import cpu_supports_bfloat16
 
     vectorizer.set_params(dtype="auto").fit(TEXTS)
     assert vectorizer.dtype_ == ("bfloat16" if cpu_supports_bfloat16() else "float32")

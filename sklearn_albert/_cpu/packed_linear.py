@@ -6,7 +6,7 @@ thousand token rows) that re-blocking is a large share of each matmul: packing t
 weights once made the encoder's matmuls 10-35% faster on a 2-core AVX512-BF16 machine, in
 float32 and bfloat16 alike (``benchmarks/bench_encode.py`` measures the whole effect).
 
-:func:`inference_copy` builds the model that ``LoadedModel.model_for`` runs at reduced
+`inference_copy` builds the model that ``LoadedModel.model_for`` runs at reduced
 precision on any device, and in float32 on CPU. It shares every parameter with the
 original model (no copy of embeddings or norms) and replaces the composite tanh-GELU of
 BERT-era checkpoints with PyTorch's single-kernel version of the same formula. On CPU it
@@ -19,22 +19,23 @@ The packing uses ``torch.ops.mkldnn`` operators, which PyTorch builds use for th
 compiled CPU graphs but does not document. Each copy is probed against ``nn.Linear``
 when it is built; where the operators are missing or disagree, the plain layers are kept.
 On CPU the copy also runs short sequences' attention as plain matmuls
-(``_attention.py``). ``SKLEARN_ALBERT_CPU_PACKING=0`` in the environment turns packing,
-fusion and that attention off (models already loaded keep their copy).
+(``attention.py``). ``SKLEARN_ALBERT_CPU_PACKING=0`` in the environment turns packing and
+fusion off, ``SKLEARN_ALBERT_CPU_ATTENTION=0`` that attention (models already loaded keep
+their copy).
 """
 
 import copy
 import logging
-import os
 
-import torch  # imported lazily by _model.py, never at package import
+import torch  # imported lazily by _loading.py, never at package import
 
-from ._attention import use_length_aware_attention
+from . import ATTENTION_SWITCH, PACKING_SWITCH, switched_on
+from .attention import use_length_aware_attention
 
 logger = logging.getLogger("sklearn_albert")
 
 
-def inference_copy(model, dtype, *, pack):
+def inference_copy(model, dtype, *, cpu):
     """A copy of ``model`` for inference at ``dtype``, sharing its parameters.
 
     Parameters
@@ -43,23 +44,24 @@ def inference_copy(model, dtype, *, pack):
         A frozen model, in float32.
     dtype : torch.dtype
         The precision of the Linear layers.
-    pack : bool
-        Pack the Linear weights for oneDNN (CPU, float32 or bfloat16 only) when this
-        PyTorch build supports it.
+    cpu : bool
+        Whether the copy runs on CPU: then the Linear weights are packed for oneDNN
+        (float32 and bfloat16) when this PyTorch build supports it, and short sequences'
+        attention runs as matmuls; each behind its switch (see ``_cpu/__init__.py``).
 
     Returns
     -------
     copy : torch.nn.Module
-        With packed Linear layers when ``pack`` and the build allow, else with plain
+        With packed Linear layers when ``cpu`` and the build allow, else with plain
         Linear layers holding their own ``dtype`` copy of the weights.
     """
     # Deep-copy the module tree but not the tensors: the copy reuses every parameter.
     shared = {id(tensor): tensor for tensor in [*model.parameters(), *model.buffers()]}
     variant = copy.deepcopy(model, memo=shared)
-    use_packing = pack and packing_works(dtype)
+    use_packing = cpu and dtype in (torch.float32, torch.bfloat16) and packing_works(dtype)
     if use_packing:
         _fuse_feed_forward_gelu(variant, dtype)
-    if pack and cpu_speedups_enabled():
+    if cpu and switched_on(ATTENTION_SWITCH):
         use_length_aware_attention(variant)
     _swap_tanh_gelu(variant)
     for parent in list(variant.modules()):
@@ -111,18 +113,9 @@ def _gelu_algorithm(activation):
     return None
 
 
-#: Set this environment variable to 0 to run the plain ``nn.Linear`` layers and SDPA instead.
-SWITCH = "SKLEARN_ALBERT_CPU_PACKING"
-
-
-def cpu_speedups_enabled():
-    """Whether :data:`SWITCH` leaves packing, fusion and length-aware attention on."""
-    return os.environ.get(SWITCH, "1").strip().lower() not in {"0", "false", "no", "off"}
-
-
 def packing_works(dtype):
     """Whether to pack Linear weights at ``dtype`` on CPU: allowed, and correct in this build."""
-    if not cpu_speedups_enabled():
+    if not switched_on(PACKING_SWITCH):
         return False
     key = str(dtype)
     if key not in _PROBED:

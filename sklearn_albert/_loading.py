@@ -1,8 +1,11 @@
-"""Loading a checkpoint: lazy imports, device and dtype resolution, sharing, clear errors.
+"""Loading a checkpoint: lazy imports, a registry shared by clones, fingerprint, clear errors.
 
 A loaded checkpoint is kept in a small process-wide registry so that every clone of an
 estimator (``GridSearchCV`` makes one per candidate and fold) reuses the same weights
-instead of reading them again.
+instead of reading them again. Models that exist only in this process (fine-tuned weights,
+weights restored from a pickle) are held by name for as long as an estimator uses them, so
+that clones resolve them too. Each checkpoint loads under its own lock: a slow download
+never holds up other loads or registry hits.
 """
 
 import copy
@@ -13,30 +16,61 @@ import os
 import tempfile
 import threading
 import time
-import warnings
 import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._devices import INT8
+
 logger = logging.getLogger("sklearn_albert")
 
 #: How many distinct checkpoints the registry keeps alive after their last user is gone.
 MAX_SHARED_MODELS = 3
 
-#: Config entries that say where a checkpoint was read from, or which transformers
-#: version wrote the dict, not what the checkpoint computes.
-PROVENANCE_CONFIG_KEYS = frozenset({"_name_or_path", "_commit_hash", "transformers_version"})
+#: The config entries that decide what a checkpoint computes. The fingerprint hashes these,
+#: the weights and the tokenizer, and nothing else: a transformers release that adds or
+#: renames other config entries leaves fingerprints (and caches, and saved folders) valid.
+ARCHITECTURE_KEYS = (
+    "model_type",
+    "vocab_size",
+    "embedding_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_hidden_groups",
+    "inner_group_num",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "layer_norm_eps",
+    "position_embedding_type",
+    "pad_token_id",
+)
+
+#: Options of slow (Python) tokenizers that change the ids they produce.
+SLOW_TOKENIZER_OPTIONS = (
+    "do_lower_case",
+    "remove_space",
+    "keep_accents",
+    "tokenize_chinese_chars",
+    "strip_accents",
+    "never_split",
+)
 
 _registry = OrderedDict()
-_registry_lock = threading.RLock()
+_registry_lock = threading.Lock()  # guards the dictionaries only, never a load
+_load_locks = {}
 
 #: ``model_name_or_path`` prefix naming a model that lives only in memory (fine-tuned weights).
 IN_MEMORY_PREFIX = "in-memory:"
 
-# In-memory models by (fingerprint, device): an entry lives as long as an estimator holds it.
-_in_memory = weakref.WeakValueDictionary()
+# Models held by (name, device): fine-tuned weights under their in-memory name, weights
+# restored from a pickle under their ``model_name_or_path``. An entry lives as long as an
+# estimator holds it.
+_held = weakref.WeakValueDictionary()
 
 
 @dataclass(frozen=True)
@@ -55,6 +89,11 @@ class LoadedModel:
     special_suffix: tuple
     compute_variants: dict = field(default_factory=dict, compare=False, repr=False)
 
+    @property
+    def pad_id(self):
+        """The id padding positions hold (0 when the tokenizer names none)."""
+        return self.tokenizer.pad_token_id or 0
+
     def model_for(self, compute_dtype):
         """The model to run under autocast at ``compute_dtype``.
 
@@ -63,8 +102,9 @@ class LoadedModel:
         forward pass (its weight cache does not apply under ``inference_mode``).
         Normalisations, embeddings and softmax keep float32 weights, and autocast runs
         them in float32. The copy shares every other parameter with the original. On
-        CPU, float32 and bfloat16 run a copy whose Linear weights are packed once for
-        oneDNN (``_packed_linear.py``). Each copy is built on first use and kept.
+        CPU the copy holds Linear weights packed once for oneDNN and runs short
+        sequences' attention as matmuls (``_cpu/``). For ``"int8"``, a dynamically
+        quantized copy. Each copy is built on first use and kept.
         """
         import torch
 
@@ -74,128 +114,15 @@ class LoadedModel:
         variant = self.compute_variants.get(compute_dtype)
         if variant is None:
             if compute_dtype == INT8:
-                variant = _quantize_int8(self.model)
-            else:
-                from ._packed_linear import inference_copy
+                from ._cpu.int8_dynamic import quantize_dynamic_int8
 
-                pack = on_cpu and compute_dtype in (torch.float32, torch.bfloat16)
-                variant = inference_copy(self.model, compute_dtype, pack=pack)
+                variant = quantize_dynamic_int8(self.model)
+            else:
+                from ._cpu.packed_linear import inference_copy
+
+                variant = inference_copy(self.model, compute_dtype, cpu=on_cpu)
             variant = self.compute_variants.setdefault(compute_dtype, variant)
         return variant
-
-
-def _quantize_int8(model):
-    """A copy with dynamically quantized int8 ``Linear`` layers (CPU only).
-
-    Weights are quantized per output channel: on the real MiniLM that raised the mean
-    cosine to float32 embeddings from 0.934 (torch's per-tensor default) to 0.972, and ran
-    no slower.
-    """
-    import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():
-        # torch deprecates the eager quantization API in favour of torchao; it still works.
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(
-            copy.deepcopy(model),
-            {torch.nn.Linear: per_channel_dynamic_qconfig},
-            dtype=torch.qint8,
-        )
-
-
-def resolve_device(device):
-    """Turn ``"auto"`` or a device string into a usable ``torch.device``.
-
-    Parameters
-    ----------
-    device : str
-        ``"auto"`` picks cuda if available, else mps, else cpu.
-
-    Returns
-    -------
-    torch.device
-    """
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(
-            f"Got device={device!r}, which torch does not understand. Use 'auto', "
-            "'cpu', 'cuda', 'cuda:0' or 'mps'."
-        ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"Got device={device!r} but CUDA is not available on this machine. "
-            "Use device='auto' or device='cpu'."
-        )
-    if resolved.type == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
-        raise ValueError(
-            f"Got device={device!r} but MPS is not available on this machine. "
-            "Use device='auto' or device='cpu'."
-        )
-    return resolved
-
-
-def cpu_supports_bfloat16():
-    """Whether this CPU has native bfloat16 matrix instructions (AVX512-BF16 or AMX)."""
-    import torch
-
-    cpu = getattr(torch, "cpu", None)
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        check = getattr(cpu, probe, None)
-        try:
-            if check is not None and check():
-                return True
-        except RuntimeError:  # pragma: no cover - probe unavailable on this build
-            continue
-    return False
-
-
-#: The precision name for CPU dynamic int8 quantization (not a torch dtype).
-INT8 = "int8"
-
-
-def resolve_dtype(dtype, device):
-    """The compute precision for ``dtype`` on ``device``, as a ``torch.dtype``.
-
-    ``"auto"`` is float16 on CUDA (bfloat16 where the GPU supports it), bfloat16 on a CPU
-    with native bfloat16 instructions, float32 otherwise. Reduced precision is applied
-    with autocast: weights stay float32, normalisations and pooling run in float32.
-    """
-    import torch
-
-    named = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    if dtype == INT8:
-        if device.type != "cpu":
-            raise ValueError(
-                f"Got dtype='int8' with device={str(device)!r}, but dynamic int8 quantization "
-                "runs on CPU only. Use device='cpu', or dtype='float16'/'bfloat16' on a GPU."
-            )
-        return INT8
-    if dtype != "auto":
-        return named[dtype]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_supports_bfloat16():
-        return torch.bfloat16
-    return torch.float32
-
-
-def dtype_name(torch_dtype):
-    """``torch.bfloat16`` -> ``"bfloat16"``."""
-    if torch_dtype == INT8:
-        return INT8
-    return str(torch_dtype).removeprefix("torch.")
 
 
 def load_model(
@@ -208,6 +135,11 @@ def load_model(
     token_env=None,
 ):
     """Load (or reuse) a checkpoint and its tokenizer on ``device``.
+
+    Weights held in this process under ``model_name_or_path`` (restored from a pickle that
+    stores them, see :func:`hold_in_memory`) come first, so that a clone of a restored
+    estimator encodes with the weights it was restored with, even after the checkpoint's
+    folder is gone. Then the shared registry, then the folder or the hub.
 
     Parameters
     ----------
@@ -225,7 +157,10 @@ def load_model(
     """
     source = os.fspath(model_name_or_path)
     if source.startswith(IN_MEMORY_PREFIX):
-        return _load_in_memory(source, device)
+        return _find_held(source, device) or _missing_in_memory(source)
+    held = _find_held(held_name(source, revision), device)
+    if held is not None:
+        return held
     if os.path.isdir(source):
         source = str(Path(source).resolve())
     key = (
@@ -240,6 +175,11 @@ def load_model(
         if key in _registry:
             _registry.move_to_end(key)
             return _registry[key]
+        key_lock = _load_locks.setdefault(key, threading.Lock())
+    with key_lock:  # one load per checkpoint at a time; others proceed meanwhile
+        with _registry_lock:
+            if key in _registry:
+                return _registry[key]
         options = dict(
             revision=revision,
             cache_dir=cache_dir,
@@ -251,15 +191,17 @@ def load_model(
         tokenizer = _load_tokenizer(source, options)
         model = _load_encoder(source, options)
         loaded = _prepare(model, tokenizer, device)
-        _remember(key, loaded)
-        logger.info(
-            "Loaded %s (%s) on %s in %.1f s.",
-            source,
-            type(model).__name__,
-            device,
-            time.perf_counter() - started,
-        )
-        return loaded
+        with _registry_lock:
+            _remember(key, loaded)
+            _load_locks.pop(key, None)
+    logger.info(
+        "Loaded %s (%s) on %s in %.1f s.",
+        source,
+        type(model).__name__,
+        device,
+        time.perf_counter() - started,
+    )
+    return loaded
 
 
 def _folder_signature(source):
@@ -303,54 +245,53 @@ def load_model_from_folder(folder, *, device):
     return loaded
 
 
-def register_loaded_model(model, tokenizer, device):
-    """Make an in-memory model (such as fine-tuned weights) loadable like a checkpoint.
+def prepare_model(model, tokenizer, device):
+    """Make an in-memory model (such as fine-tuned weights) a ``LoadedModel`` on ``device``.
 
-    The model is prepared for inference on ``device`` (which freezes its weights) and can
-    then be loaded by :func:`load_model` under the name ``in_memory_name(loaded)``, for as
-    long as some estimator holds the returned object.
-
-    Returns
-    -------
-    LoadedModel
+    The model is moved to ``device`` and frozen for inference. Pass the result to
+    :func:`hold_in_memory` under :func:`in_memory_name` to make it loadable by name.
     """
-    return remember_in_memory(_prepare(model, tokenizer, device))
+    return _prepare(model, tokenizer, device)
 
 
-def remember_in_memory(loaded):
-    """Make an already prepared ``LoadedModel`` loadable under ``in_memory_name(loaded)``.
+def hold_in_memory(name, loaded):
+    """Make ``loaded`` what :func:`load_model` returns for ``name`` in this process.
 
-    If a live model with the same content and device is known already, that one is kept
-    and returned: replacing it would let the entry vanish with the newcomer while the
-    first holder still relies on the name.
+    ``name`` is :func:`in_memory_name` for fine-tuned weights, or :func:`held_name` of a
+    checkpoint whose weights were restored from a pickle. The entry lives as long as some
+    estimator holds the returned object. If a live model is held under that name and
+    device already, that one is kept and returned: replacing it would let the entry vanish
+    with the newcomer while the first holder still relies on the name.
     """
-    key = (loaded.fingerprint, str(loaded.device))
     with _registry_lock:
-        return _in_memory.setdefault(key, loaded)
+        return _held.setdefault((name, str(loaded.device)), loaded)
+
+
+def held_name(model_name_or_path, revision=None):
+    """The name under which weights restored for a checkpoint id or folder are held."""
+    return f"{os.fspath(model_name_or_path)}@{revision or ''}"
 
 
 def in_memory_name(loaded):
-    """The ``model_name_or_path`` under which :func:`load_model` finds ``loaded``."""
+    """The ``model_name_or_path`` under which :func:`load_model` finds fine-tuned weights."""
     return IN_MEMORY_PREFIX + loaded.fingerprint
 
 
-def _load_in_memory(source, device):
-    """An in-memory model by name, on ``device`` (copied there if it lives elsewhere)."""
-    import copy
-
-    wanted = source.removeprefix(IN_MEMORY_PREFIX)
+def _find_held(name, device):
+    """The model held under ``name`` on ``device`` (copied there if held elsewhere), or None."""
     with _registry_lock:
-        candidates = [
-            loaded for (fingerprint, _), loaded in list(_in_memory.items()) if fingerprint == wanted
-        ] + [loaded for key, loaded in _registry.items() if key[:2] == ("fingerprint", wanted)]
+        candidates = [loaded for (held, _), loaded in list(_held.items()) if held == name]
     for loaded in candidates:
         if loaded.device == device:
             return loaded
-    if candidates:
-        source_model = candidates[0]
-        return register_loaded_model(
-            copy.deepcopy(source_model.model), source_model.tokenizer, device
-        )
+    if not candidates:
+        return None
+    source = candidates[0]
+    moved = _prepare(copy.deepcopy(source.model), source.tokenizer, device)
+    return hold_in_memory(name, moved)
+
+
+def _missing_in_memory(source):
     raise OSError(
         f"Could not load model_name_or_path={source!r}: it names fine-tuned weights that "
         "lived only in memory, in an estimator that no longer exists in this process. "
@@ -588,38 +529,52 @@ def model_max_length(model, tokenizer):
 
 
 def fingerprint(model, tokenizer):
-    """A content hash of config, tokenizer and weights: the model's identity for caching."""
+    """A content hash of a checkpoint: its architecture, tokenizer and weights.
+
+    Only what decides the computation counts: the config entries in
+    :data:`ARCHITECTURE_KEYS` (not where the checkpoint was read from, nor entries a newer
+    transformers adds), the tokenizer's full definition (``tokenizer.json`` for fast
+    tokenizers; the vocabulary, SentencePiece model, special tokens and options for slow
+    ones; never file paths), and every
+    weight.
+    """
     digest = hashlib.blake2b(digest_size=16)
-    # Where the checkpoint was read from is not part of what it is: a copied or saved
-    # folder, or the same folder under a newer transformers, keeps its fingerprint.
-    config = {
-        key: value
-        for key, value in model.config.to_dict().items()
-        if key not in PROVENANCE_CONFIG_KEYS
-    }
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        digest.update(backend.to_str().encode())
-    else:
-        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    config = model.config.to_dict()
+    architecture = {key: config[key] for key in ARCHITECTURE_KEYS if key in config}
+    digest.update(json.dumps(architecture, sort_keys=True, default=str).encode())
+    digest.update(tokenizer_definition(tokenizer))
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=_byte_dtype()).numpy())
     return digest.hexdigest()
 
 
+def tokenizer_definition(tokenizer):
+    """Bytes that change whenever the ids a tokenizer produces can change."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return backend.to_str().encode()
+    parts = {
+        "class": type(tokenizer).__name__,
+        "special_tokens": {
+            str(key): str(value) for key, value in tokenizer.special_tokens_map.items()
+        },
+        "options": {
+            name: repr(getattr(tokenizer, name))
+            for name in SLOW_TOKENIZER_OPTIONS
+            if hasattr(tokenizer, name)
+        },
+    }
+    digest = hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16)
+    digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    sentencepiece = getattr(tokenizer, "sp_model", None)
+    if sentencepiece is not None and hasattr(sentencepiece, "serialized_model_proto"):
+        # The SentencePiece model also holds normalisation rules the vocabulary does not show.
+        digest.update(sentencepiece.serialized_model_proto())
+    return digest.digest()
+
+
 def _byte_dtype():
     import torch
 
     return torch.uint8
-
-
-def warn_device_change(previous, current):
-    """Warn that a persisted estimator now runs somewhere else."""
-    warnings.warn(
-        f"This AlbertVectorizer was fitted on device {previous!r}, which is not available "
-        f"here; it now runs on {current!r}. Set device explicitly to silence this warning.",
-        UserWarning,
-        stacklevel=3,
-    )

@@ -11,11 +11,11 @@ function, so the result is the same attention either way, up to rounding.
 It plugs into transformers' attention registry (``AttentionInterface``) under
 :data:`NAME`, with SDPA's mask format, and is only switched on in the inference copies
 that ``LoadedModel.model_for`` builds, for checkpoints that dispatch their attention
-through that registry and were loaded with SDPA. ``SKLEARN_ALBERT_CPU_PACKING=0`` turns it
-off together with the packed Linear layers.
+through that registry and were loaded with SDPA. ``SKLEARN_ALBERT_CPU_ATTENTION=0`` turns it
+off.
 """
 
-import torch  # imported lazily by _packed_linear.py, never at package import
+import torch  # imported lazily by packed_linear.py, never at package import
 
 #: The name under which transformers' registries know this attention.
 NAME = "sklearn_albert_length_aware"

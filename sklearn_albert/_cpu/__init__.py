@@ -1,0 +1,20 @@
+"""CPU kernels for inference: packed Linear weights, length-aware attention, int8.
+
+Each speed-up has its own environment switch, read when a model's inference copy is built
+(models already loaded keep their copy): ``SKLEARN_ALBERT_CPU_PACKING=0`` keeps plain
+``nn.Linear`` layers (no oneDNN packing, no fused GELU), ``SKLEARN_ALBERT_CPU_ATTENTION=0``
+keeps transformers' SDPA attention.
+"""
+
+import os
+
+#: Set to 0 to keep plain ``nn.Linear`` layers on CPU (no packing, no fused GELU).
+PACKING_SWITCH = "SKLEARN_ALBERT_CPU_PACKING"
+
+#: Set to 0 to keep SDPA attention on CPU instead of matmuls for short sequences.
+ATTENTION_SWITCH = "SKLEARN_ALBERT_CPU_ATTENTION"
+
+
+def switched_on(name):
+    """Whether the environment switch ``name`` is on (the default) rather than 0/false/off."""
+    return os.environ.get(name, "1").strip().lower() not in {"0", "false", "no", "off"}

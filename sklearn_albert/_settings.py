@@ -1,0 +1,238 @@
+"""The settings an estimator encodes with: resolved and validated once, in ``fit``.
+
+``fit`` turns the estimator's parameters and the facts of the loaded checkpoint into one
+frozen :class:`EncodeSettings`. ``transform`` (and token embeddings, classifier
+predictions, the command line and every distributed worker) reads it instead of the live
+parameters, so a fitted estimator always produces what ``fit`` validated, and the settings
+name their own cache namespace. The checks that need the checkpoint (layer indices, the
+pooler, the token limit, the stride) live here once for every estimator.
+"""
+
+import hashlib
+import os
+from dataclasses import dataclass, replace
+from numbers import Integral
+
+from sklearn.utils._param_validation import InvalidParameterError
+
+from ._batching import AUTO_TOKEN_BUDGET
+from ._pooling import POOLING_NAMES, n_pooled_features
+
+#: ``embedding_cache`` values that look like a misspelt option rather than a folder name.
+_CACHE_OPTION_LOOKALIKES = {"memory", "mem", "ram", "none", "null", "disk", "true", "false"}
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """Everything that decides an estimator's encodings, fixed when it was fitted.
+
+    Attributes
+    ----------
+    model_fingerprint : str
+        Content hash of the checkpoint (architecture, tokenizer, weights).
+    pooling : tuple of str
+        Names from ``POOLING_NAMES``, concatenated in this order.
+    layers : tuple of int
+        Non-negative indices into the hidden states (0 = embedding output).
+    layer_aggregation : {"mean", "concat"}
+    normalize : bool
+    max_length : int
+        Tokens per window, special tokens included.
+    long_text : {"truncate", "chunk"}
+    stride : int
+    chunk_aggregation : {"mean", "max", "weighted"}
+    compute_dtype : {"float32", "float16", "bfloat16", "int8"}
+    device : str
+    batch_size : int
+    max_tokens : int
+        Padded tokens per forward pass.
+    calibration_id : str or None
+        Identity of the int8 calibration, when ``compute_dtype="int8"`` is calibrated.
+    """
+
+    model_fingerprint: str
+    pooling: tuple
+    layers: tuple
+    layer_aggregation: str
+    normalize: bool
+    max_length: int
+    long_text: str
+    stride: int
+    chunk_aggregation: str
+    compute_dtype: str
+    device: str
+    batch_size: int
+    max_tokens: int
+    calibration_id: str = None
+
+    @property
+    def cache_namespace(self):
+        """A short stable hash of everything that changes a forward pass's summaries.
+
+        Pooling, layers, their aggregation and normalisation are not part of it: they are
+        computed from the cached summaries, so every grid-search candidate shares them.
+        """
+        chunking = (self.stride, self.chunk_aggregation) if self.long_text == "chunk" else None
+        key = repr(
+            (
+                self.model_fingerprint,
+                self.max_length,
+                self.compute_dtype,
+                self.device.split(":")[0],
+                chunking,
+                self.calibration_id,
+            )
+        )
+        return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+    def n_features(self, hidden_size):
+        """Number of output features for token vectors of ``hidden_size``."""
+        return n_pooled_features(
+            hidden_size,
+            pooling=self.pooling,
+            n_layers=len(self.layers),
+            layer_aggregation=self.layer_aggregation,
+        )
+
+    def on_device(self, device, compute_dtype):
+        """The same settings on another device (a pickle or folder loaded elsewhere)."""
+        return replace(
+            self,
+            device=str(device),
+            compute_dtype=compute_dtype,
+            max_tokens=self.max_tokens
+            if self.device.split(":")[0] == str(device).split(":")[0]
+            else AUTO_TOKEN_BUDGET.get(str(device).split(":")[0], 4096),
+        )
+
+
+def validated_pooling(pooling, estimator_name, *, has_pooler=True, allowed=POOLING_NAMES):
+    """``pooling`` as a non-empty tuple of known names, or an error naming what works."""
+    names = (pooling,) if isinstance(pooling, str) else tuple(pooling)
+    bad = [name for name in names if not isinstance(name, str) or name not in allowed]
+    if not names or bad:
+        raise InvalidParameterError(
+            f"The 'pooling' parameter of {estimator_name} must be one of "
+            f"{tuple(allowed)} or a non-empty list of them. Got {pooling!r}."
+        )
+    if "pooler" in names and not has_pooler:
+        raise InvalidParameterError(
+            f"Got pooling={pooling!r} but the checkpoint has no pooler. Use one of "
+            f"{tuple(name for name in allowed if name != 'pooler')}."
+        )
+    return names
+
+
+def validated_layers(layers, n_hidden_states, estimator_name):
+    """``layers`` as a non-empty tuple of non-negative hidden-state indices."""
+    selected = (layers,) if isinstance(layers, Integral) else tuple(layers)
+    valid = all(
+        isinstance(layer, Integral)
+        and not isinstance(layer, bool)
+        and -n_hidden_states <= layer < n_hidden_states
+        for layer in selected
+    )
+    if not selected or not valid:
+        raise InvalidParameterError(
+            f"The 'layers' parameter of {estimator_name} must be an int or a non-empty tuple "
+            f"of ints in [-{n_hidden_states}, {n_hidden_states - 1}] (this checkpoint has "
+            f"{n_hidden_states} hidden states, 0 = embeddings). Got {layers!r}."
+        )
+    return tuple(int(layer) % n_hidden_states for layer in selected)
+
+
+def validated_max_length(max_length, model_limit):
+    """The token limit in use: ``max_length``, or the model's when None; never above it."""
+    if max_length is not None and max_length > model_limit:
+        raise InvalidParameterError(
+            f"Got max_length={max_length} but the checkpoint accepts at most {model_limit} "
+            "tokens. Use max_length=None for the model's limit, or a smaller value."
+        )
+    return int(max_length or model_limit)
+
+
+def validated_stride(stride, room):
+    """``stride`` for chunked long texts: fewer tokens than a window holds."""
+    if stride >= room:
+        raise InvalidParameterError(
+            f"Got stride={stride} but a window holds only {room} text tokens "
+            f"(max_length minus special tokens). Use a stride below {room}."
+        )
+    return int(stride)
+
+
+def validated_embedding_cache(value):
+    """``embedding_cache`` as "memory", None or a folder path; typos of options refused.
+
+    A string other than "memory" names a folder; one that reads like a misspelt option
+    ("Memory", "none", "disk") is refused rather than created as a folder of that name.
+    """
+    if value is None or (isinstance(value, str) and value == "memory"):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _CACHE_OPTION_LOOKALIKES:
+        raise InvalidParameterError(
+            f"Got embedding_cache={value!r}, which reads like an option, not a folder. Use "
+            "'memory' (lower case) for the in-memory cache, None for no cache, or a folder "
+            "path such as './embedding_cache' for a disk cache shared by processes."
+        )
+    if isinstance(value, str | os.PathLike):
+        return value
+    raise InvalidParameterError(
+        f"Got embedding_cache={value!r}; use 'memory', None or a folder path."
+    )
+
+
+def token_budget(max_tokens_per_batch, device):
+    """Padded tokens per forward pass: the parameter, or the device's default for "auto"."""
+    if max_tokens_per_batch == "auto":
+        return AUTO_TOKEN_BUDGET.get(str(device).split(":")[0], 4096)
+    return int(max_tokens_per_batch)
+
+
+def resolve_settings(
+    params, loaded, *, estimator_name, compute_dtype, device=None, calibration_id=None
+):
+    """Validate an estimator's parameters against a loaded checkpoint.
+
+    Parameters
+    ----------
+    params : dict
+        The estimator's ``get_params()``; the encoding ones are read.
+    loaded : LoadedModel
+    estimator_name : str
+        For error messages.
+    compute_dtype : str
+        The resolved precision name ("float32", "bfloat16", ...).
+    device : torch.device, default=None
+        Where the estimator computes; None means where ``loaded`` is.
+    calibration_id : str, default=None
+
+    Returns
+    -------
+    settings : EncodeSettings
+    """
+    device = loaded.device if device is None else device
+    pooling = validated_pooling(params["pooling"], estimator_name, has_pooler=loaded.has_pooler)
+    layers = validated_layers(params.get("layers", -1), loaded.n_hidden_states, estimator_name)
+    max_length = validated_max_length(params["max_length"], loaded.max_length)
+    long_text = params.get("long_text", "truncate")
+    stride = params.get("stride", 0)
+    if long_text == "chunk":
+        room = max_length - len(loaded.special_prefix) - len(loaded.special_suffix)
+        stride = validated_stride(stride, room)
+    return EncodeSettings(
+        model_fingerprint=loaded.fingerprint,
+        pooling=pooling,
+        layers=layers,
+        layer_aggregation=params.get("layer_aggregation", "mean"),
+        normalize=bool(params.get("normalize", False)),
+        max_length=max_length,
+        long_text=long_text,
+        stride=int(stride),
+        chunk_aggregation=params.get("chunk_aggregation", "mean"),
+        compute_dtype=compute_dtype,
+        device=str(device),
+        batch_size=int(params["batch_size"]),
+        max_tokens=token_budget(params.get("max_tokens_per_batch", "auto"), device),
+        calibration_id=calibration_id,
+    )
