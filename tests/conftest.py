@@ -91,3 +91,87 @@ def pretend_fitted_on(estimator, device):
 
     estimator.settings_ = replace(estimator.settings_, device=device)
     return estimator
+
+
+# ---------------------------------------------------------------------- estimator checks
+# scikit-learn's check_estimator runs a single check on a string-input estimator, so the
+# checks that need no data run one by one, from this one list, for every estimator; the
+# checks that matter most with data have text versions below.
+
+
+def data_free_checks():
+    """scikit-learn's estimator checks that run without training data."""
+    from sklearn.utils import estimator_checks as checks
+
+    return [
+        checks.check_no_attributes_set_in_init,
+        checks.check_estimator_cloneable,
+        checks.check_estimator_repr,
+        checks.check_parameters_default_constructible,
+        checks.check_get_params_invariance,
+        checks.check_set_params,
+        checks.check_do_not_raise_errors_in_init_or_set_params,
+        checks.check_param_validation,
+    ]
+
+
+def public_state(estimator):
+    """The estimator's attributes, arrays as lists, for before/after comparisons."""
+    import numpy as np
+
+    return {
+        name: value.tolist() if isinstance(value, np.ndarray) else value
+        for name, value in vars(estimator).items()
+    }
+
+
+def check_transform_changes_nothing(fitted, X, method="transform"):
+    """Text version of check_dict_unchanged: ``method`` leaves every attribute as it was."""
+    before = public_state(fitted)
+    identities = {name: id(value) for name, value in vars(fitted).items()}
+    getattr(fitted, method)(X)
+    assert public_state(fitted) == before
+    assert {name: id(value) for name, value in vars(fitted).items()} == identities
+
+
+def check_fit_idempotent(estimator, X, y=None, method="transform", atol=1e-6):
+    """Text version of check_fit_idempotent: fitting twice gives the same results."""
+    import numpy as np
+    from sklearn.base import clone
+
+    first = getattr(clone(estimator).fit(X, y), method)(X)
+    refitted = clone(estimator).fit(X, y)
+    refitted.fit(X, y)
+    np.testing.assert_allclose(getattr(refitted, method)(X), first, atol=atol)
+
+
+def check_fit_check_is_fitted(estimator, X, y=None):
+    """Text version of check_fit_check_is_fitted: unfitted fails, fitted passes."""
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    unfitted = clone(estimator)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(unfitted)
+    check_is_fitted(clone(estimator).fit(X, y))
+
+
+def check_pickle_equivalence(fitted, X, method="transform"):
+    """A pickled and restored estimator has the same type, parameters and results."""
+    import pickle
+
+    import numpy as np
+
+    restored = pickle.loads(pickle.dumps(fitted))
+    assert type(restored) is type(fitted)
+    assert restored.get_params() == fitted.get_params()
+    np.testing.assert_allclose(getattr(restored, method)(X), getattr(fitted, method)(X), atol=1e-6)
+
+
+def check_feature_names_out(fitted, X):
+    """Like check_n_features_out: one name per output column, strings, unique."""
+    names = fitted.get_feature_names_out()
+    assert len(names) == fitted.transform(X).shape[1] == fitted.n_features_out_
+    assert all(isinstance(name, str) for name in names)
+    assert len(set(names)) == len(names)

@@ -16,16 +16,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import (
-    check_do_not_raise_errors_in_init_or_set_params,
-    check_estimator_cloneable,
-    check_estimator_repr,
-    check_get_params_invariance,
-    check_no_attributes_set_in_init,
-    check_param_validation,
-    check_parameters_default_constructible,
-    check_set_params,
-)
 from transformers import AutoTokenizer
 
 from sklearn_albert import AlbertClassifier, AlbertVectorizer
@@ -74,23 +64,6 @@ def classifier(tiny_albert_path):
 def fitted(tiny_albert_path):
     """One classifier fitted on the toy task, shared by tests that only read it."""
     return AlbertClassifier(str(tiny_albert_path), **FAST).fit(TEXTS, LABELS)
-
-
-@pytest.mark.parametrize(
-    "check",
-    [
-        check_no_attributes_set_in_init,
-        check_estimator_cloneable,
-        check_estimator_repr,
-        check_parameters_default_constructible,
-        check_get_params_invariance,
-        check_set_params,
-        check_do_not_raise_errors_in_init_or_set_params,
-        check_param_validation,
-    ],
-)
-def test_scikit_learn_data_free_checks_pass(check):
-    check("AlbertClassifier", AlbertClassifier())
 
 
 def test_init_stores_parameters_and_loads_nothing():
@@ -620,3 +593,25 @@ def test_auto_precision_is_float32_on_cpu_and_reduced_on_cuda(classifier):
         assert classifier.dtype_ in {"bfloat16", "float16"}
     else:
         assert classifier.dtype_ == "float32"
+
+
+# ---------------------------------------------------------------- long texts
+
+
+def test_predictions_on_long_texts_warn_with_the_count(fitted):
+    long_text = " ".join(["good"] * 300)
+    message = f"1 of 2 texts are longer than max_length_={fitted.max_length_} tokens"
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        fitted.predict([long_text, "good"])
+
+
+def test_a_max_length_above_the_models_limit_is_refused_as_by_the_vectorizer(tiny_albert_path):
+    with pytest.raises(InvalidParameterError, match="accepts at most 64 tokens"):
+        AlbertClassifier(str(tiny_albert_path), max_length=65, **FAST).fit(TEXTS, LABELS)
+    with pytest.raises(InvalidParameterError, match="accepts at most 64 tokens"):
+        AlbertVectorizer(str(tiny_albert_path), max_length=65).fit(TEXTS)
+
+
+def test_the_default_max_length_is_128_or_the_models_limit(fitted):
+    assert fitted.max_length is None
+    assert fitted.max_length_ == 64  # the tiny model accepts 64 tokens

@@ -6,16 +6,6 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import (
-    check_do_not_raise_errors_in_init_or_set_params,
-    check_estimator_cloneable,
-    check_estimator_repr,
-    check_get_params_invariance,
-    check_no_attributes_set_in_init,
-    check_param_validation,
-    check_parameters_default_constructible,
-    check_set_params,
-)
 
 from sklearn_albert import AlbertKeywordExtractor
 from sklearn_albert._keywords import max_sum_similarity, maximal_marginal_relevance, select_keywords
@@ -30,24 +20,6 @@ DOCS = [
 @pytest.fixture
 def extractor(tiny_albert_path):
     return AlbertKeywordExtractor(str(tiny_albert_path), dtype="float32", top_k=3)
-
-
-@pytest.mark.parametrize(
-    "check",
-    [
-        check_no_attributes_set_in_init,
-        check_estimator_cloneable,
-        check_estimator_repr,
-        check_parameters_default_constructible,
-        check_get_params_invariance,
-        check_set_params,
-        check_do_not_raise_errors_in_init_or_set_params,
-        check_param_validation,
-    ],
-    ids=lambda check: check.__name__,
-)
-def test_scikit_learn_data_free_checks_pass(check):
-    check(AlbertKeywordExtractor.__name__, AlbertKeywordExtractor())
 
 
 def test_each_document_gets_top_k_keyword_score_pairs(extractor):

@@ -285,3 +285,50 @@ def test_skops_loads_path_parameters(fitted, tiny_albert_path, tmp_path):
     restored = sio.load(tmp_path / "vect.skops", trusted=skops_trusted_types())
 
     assert restored.get_params() == fitted.get_params()
+
+
+# ---------------------------------------------------------------------- restored weights
+
+
+def test_a_self_contained_pickle_clones_and_refits_after_the_checkpoint_is_gone(
+    tiny_albert_path, tmp_path
+):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+
+    from sklearn_albert import clear_cache
+
+    folder = shutil.copytree(tiny_albert_path, tmp_path / "checkpoint")
+    vect = AlbertVectorizer(str(folder), dtype="float32", store_weights_in_pickle=True)
+    pipe = Pipeline([("vect", vect), ("clf", LogisticRegression())]).fit(TEXTS * 2, [0, 1] * 4)
+    expected = pipe.named_steps["vect"].transform(TEXTS)
+    payload = pickle.dumps(pipe)
+    del pipe, vect
+    clear_cache(models=True)
+    shutil.rmtree(folder)
+
+    restored = pickle.loads(payload)
+    refitted = clone(restored.named_steps["vect"]).fit(TEXTS)
+    np.testing.assert_allclose(refitted.transform(TEXTS), expected, atol=1e-6)
+    search = GridSearchCV(restored, {"vect__pooling": ["mean", "max"]}, cv=2)
+    search.fit(TEXTS * 2, [0, 1] * 4)  # GridSearchCV clones the restored pipeline
+    assert search.best_params_["vect__pooling"] in ("mean", "max")
+
+
+@pytest.mark.parametrize("estimator", ["vectorizer", "pipeline"])
+def test_a_default_pickle_of_albert_base_leaves_its_45_mb_of_weights_out(
+    albert_base_path, estimator
+):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    vect = AlbertVectorizer(str(albert_base_path), dtype="float32", max_length=32)
+    fitted = vect.fit(TEXTS)
+    if estimator == "pipeline":
+        fitted = make_pipeline(vect, LogisticRegression()).fit(TEXTS, [0, 1, 0, 1])
+    size = len(pickle.dumps(fitted))
+    # The embedding table alone is 30,000 x 128 float32 (15 MB): a leak could not hide.
+    assert size < 20_000, f"a default pickle took {size} bytes"
+    with_weights = len(pickle.dumps(vect.set_params(store_weights_in_pickle=True)))
+    assert with_weights > 40_000_000

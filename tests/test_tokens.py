@@ -210,3 +210,23 @@ def test_words_come_from_character_offsets(text, offsets, expected):
     from sklearn_albert._tokens import word_ids_from_offsets
 
     assert word_ids_from_offsets(text, offsets) == expected
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
+def test_token_vectors_run_the_model_transform_runs(vectorizer, dtype):
+    texts = ["the music is lovely", "a dull film"]
+    fitted = vectorizer.set_params(dtype=dtype, embedding_cache=None).fit(texts)
+    runner = fitted._runner()
+    assert runner is not fitted._ensure_loaded().model or dtype == "float32"
+    calls = []
+    handle = runner.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(1), with_kwargs=True
+    )
+    try:
+        records = fitted.transform_tokens(texts)
+        n_token_calls = len(calls)
+        fitted.transform(texts)
+    finally:
+        handle.remove()
+    assert n_token_calls >= 1 and len(calls) > n_token_calls  # both ran this very module
+    assert all(np.isfinite(record.embeddings).all() for record in records)

@@ -14,39 +14,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import (
-    check_do_not_raise_errors_in_init_or_set_params,
-    check_estimator_cloneable,
-    check_estimator_repr,
-    check_get_params_invariance,
-    check_no_attributes_set_in_init,
-    check_param_validation,
-    check_parameters_default_constructible,
-    check_set_params,
-)
 from transformers import AutoModel, AutoTokenizer
 
 from sklearn_albert import AlbertVectorizer, cache_info
 from sklearn_albert._validation import STRING_INPUT_ERROR
 
 TEXTS = ["the good film", "a bad movie", "", "i love this very moving story and its music", "dull"]
-
-
-@pytest.mark.parametrize(
-    "check",
-    [
-        check_no_attributes_set_in_init,
-        check_estimator_cloneable,
-        check_estimator_repr,
-        check_parameters_default_constructible,
-        check_get_params_invariance,
-        check_set_params,
-        check_do_not_raise_errors_in_init_or_set_params,
-        check_param_validation,
-    ],
-)
-def test_scikit_learn_data_free_checks_pass(check):
-    check("AlbertVectorizer", AlbertVectorizer())
 
 
 def test_init_stores_parameters_and_loads_nothing():
@@ -384,3 +357,36 @@ def test_auto_dtype_follows_the_hardware(vectorizer):
 
     vectorizer.set_params(dtype="auto").fit(TEXTS)
     assert vectorizer.dtype_ == ("bfloat16" if cpu_supports_bfloat16() else "float32")
+
+
+# ---------------------------------------------------------------- one pass, names
+
+
+def test_fit_transform_reads_a_generator_once(vectorizer):
+    expected = clone(vectorizer).fit(TEXTS).transform(TEXTS)
+    features = vectorizer.fit_transform(text for text in TEXTS)
+    np.testing.assert_array_equal(features, expected)
+
+
+def test_feature_names_carry_the_text_columns_name(vectorizer):
+    series = pd.Series(TEXTS, name="review")
+    for column in (series, series.to_frame()):
+        names = clone(vectorizer).fit(column).get_feature_names_out()
+        assert names[:2].tolist() == ["review_0", "review_1"]
+    unnamed = clone(vectorizer).fit(TEXTS).get_feature_names_out()
+    assert unnamed[:2].tolist() == ["albertvectorizer0", "albertvectorizer1"]
+    frame = clone(vectorizer).set_output(transform="pandas").fit(series).transform(series)
+    assert frame.columns[0] == "review_0"
+
+
+def test_two_text_columns_keep_distinct_feature_names(vectorizer):
+    from sklearn.compose import ColumnTransformer
+
+    table = pd.DataFrame({"review": TEXTS, "title": TEXTS[::-1]})
+    columns = ColumnTransformer(
+        [("review", clone(vectorizer), "review"), ("title", clone(vectorizer), "title")],
+        verbose_feature_names_out=False,
+    )
+    names = columns.fit(table).get_feature_names_out()
+    assert names[0] == "review_0" and names[vectorizer.fit(TEXTS).n_features_out_] == "title_0"
+    assert len(set(names)) == len(names)
