@@ -162,7 +162,8 @@ class AlbertVectorizer(
     settings_ : EncodeSettings
         Every option resolved and validated against the checkpoint by ``fit``:
         ``transform`` reads these, not the live parameters, so parameters changed with
-        ``set_params`` after ``fit`` apply from the next ``fit`` (``transform`` warns).
+        ``set_params`` after ``fit`` apply from the next ``fit`` (``transform`` warns);
+        ``batch_size`` and ``max_tokens_per_batch`` only pace the work and apply at once.
 
     n_features_out_ : int
         Number of output features.
