@@ -139,7 +139,8 @@ def load_sentiment(source="auto", data_dir=None, n_train=2000, seed=0):
         on ``REVIEWS`` (in an order shuffled with ``seed``), tested on ``HELD_OUT_REVIEWS``.
         ``"auto"``: SST-2 when found, else the built-in set.
     data_dir : path-like, default=None
-        The folder holding SST-2's ``train.tsv`` and ``glue_dev.tsv``; searched for when None.
+        The folder holding SST-2's ``train.tsv`` and ``glue_dev.tsv`` (FileNotFoundError where
+        it holds none); searched for when None.
     n_train : int, default=2000
         SST-2 training sentences (all of them when fewer exist).
     seed : int, default=0
@@ -152,6 +153,11 @@ def load_sentiment(source="auto", data_dir=None, n_train=2000, seed=0):
     """
     if source not in DATA_SOURCES:
         raise ValueError(f"Got source={source!r}; expected one of {DATA_SOURCES}.")
+    if data_dir and not (Path(data_dir) / "train.tsv").exists():
+        raise FileNotFoundError(
+            f"--data-dir={data_dir} holds no SST-2 train.tsv; pass the folder that holds "
+            "train.tsv and glue_dev.tsv, or leave --data-dir out"
+        )
     folder = None if source == "builtin" else find_sst2(data_dir)
     if folder is not None:
         train = read_tsv(folder / "train.tsv", text_column=1, label_column=0)
@@ -160,9 +166,9 @@ def load_sentiment(source="auto", data_dir=None, n_train=2000, seed=0):
         train = ([train[0][i] for i in sample], train[1][sample])
         return train, test, f"SST-2 from {folder} (train sample with seed {seed}, GLUE dev)"
     if source == "sst2":
-        where = data_dir or "--data-dir, $SKLEARN_ALBERT_SHARED/data/sst2 or ../shared/data/sst2"
         raise FileNotFoundError(
-            f"--data sst2: no SST-2 train.tsv found in {where}; "
+            "--data sst2: no SST-2 train.tsv found in $SKLEARN_ALBERT_SHARED/data/sst2 or "
+            "../shared/data/sst2; "
             "pass --data-dir, or use --data builtin for the built-in reviews"
         )
     order = np.random.default_rng(seed).permutation(len(REVIEWS))  # mixes the CV folds

@@ -85,6 +85,14 @@ def test_data_dir_with_data_builtin_is_a_usage_error(capsys):
     assert "--data-dir=somewhere reads SST-2" in capsys.readouterr().err
 
 
+def test_a_data_dir_without_sst2_is_a_usage_error_not_a_silent_fallback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _demo.main(["--data-dir", str(tmp_path)])
+
+    assert exit_info.value.code == 2
+    assert f"--data-dir={tmp_path} holds no SST-2 train.tsv" in capsys.readouterr().err
+
+
 def test_an_unknown_source_names_the_accepted_ones():
     with pytest.raises(ValueError, match=re.escape("Got source='imdb'; expected one of")):
         _demo.load_sentiment("imdb")
