@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from . import AlbertVectorizer, cache_info
 from ._demo_data import HELD_OUT_REVIEWS, REVIEWS
@@ -76,7 +77,11 @@ def main(argv=None):
     }
     search = GridSearchCV(pipe, grid, cv=5)
     start = time.perf_counter()
-    search.fit(train_texts, train_labels)
+    # numpy's and scipy's OpenBLAS threads spin against each other on small machines and
+    # slow each LogisticRegression fit ten-fold (docs/user_guide.rst); the encoder (torch)
+    # does not use them.
+    with threadpool_limits(limits=1, user_api="blas"):
+        search.fit(train_texts, train_labels)
     seconds = time.perf_counter() - start
     print(
         f"\nGridSearchCV: {len(search.cv_results_['params'])} candidates x 5 folds "
