@@ -829,3 +829,20 @@ def _progress_bar(total):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="Encoding", unit="text")
+
+
+# A dask collection bypasses the set_output wrapper, which would make pandas of a lazy
+# result (computing it): the distributed module returns a dask array or DataFrame itself.
+_transform_in_process = AlbertVectorizer.transform
+
+
+@functools.wraps(_transform_in_process)
+def _transform(self, X):
+    from . import distributed
+
+    if distributed.is_dask_collection(X):
+        return distributed.transform_collection(self, X)
+    return _transform_in_process(self, X)
+
+
+AlbertVectorizer.transform = _transform
