@@ -326,11 +326,15 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         Parameters
         ----------
         X : iterable of str
-            Texts: a list, tuple, numpy array, pandas Series or one-column DataFrame.
+            Texts: a list, tuple, numpy array, pandas Series or one-column DataFrame; or
+            a dask Series or one-column dask DataFrame, embedded lazily on the workers
+            (see ``sklearn_albert.distributed.transform_collection``).
 
         Returns
         -------
         X_new : ndarray of shape (n_samples, n_features_out\\_), float32
+            A lazy float32 dask array (one block per partition) for a dask input, or a
+            dask DataFrame with ``set_output(transform="pandas")``.
         """
         check_is_fitted(self)
         texts = validate_texts(X)

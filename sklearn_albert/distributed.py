@@ -1,7 +1,7 @@
 """Embed and predict on a Dask cluster: the model loaded once per worker, no work lost.
 
 Three entry points, all lazy until computed, all running on whatever scheduler is active
-(a :class:`distributed.Client` when one exists, else dask's local threads):
+(a ``distributed.Client`` when one exists, else dask's local threads):
 
 - ``AlbertVectorizer.transform(X)`` with a dask Series (or one-column DataFrame) calls
   :func:`transform_collection`;
@@ -165,7 +165,7 @@ def parallel_predict(estimator, X, method="predict", *, meta=None):
     estimator : estimator
         Any fitted estimator or pipeline, typically one holding an
         :class:`~sklearn_albert.AlbertVectorizer` (for example loaded with
-        :func:`joblib.load`). It is pickled once into the task graph and unpickled once
+        ``joblib.load``). It is pickled once into the task graph and unpickled once
         per worker process.
     X : dask.dataframe.Series or dask.dataframe.DataFrame
         The input; each partition (a pandas Series or DataFrame) is passed to ``method``

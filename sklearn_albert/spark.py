@@ -1,6 +1,6 @@
 """Embed a Spark DataFrame's texts with a fitted AlbertVectorizer, one model per Python worker.
 
-Built on :func:`pyspark.ml.functions.predict_batch_udf`, which calls the model factory once
+Built on ``pyspark.ml.functions.predict_batch_udf``, which calls the model factory once
 per Python worker process and caches what it returns, and hands it Arrow batches of
 ``batch_size`` rows. pyspark is imported only when :func:`embedding_udf` runs.
 """
