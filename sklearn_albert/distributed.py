@@ -238,7 +238,7 @@ def _output_meta(estimator, method):
 
 @dataclass(frozen=True)
 class EmbedSummary:
-    """What :func:`embed_to_parquet` did.
+    """What :func:`~sklearn_albert.distributed.embed_to_parquet` did.
 
     Attributes
     ----------
