@@ -63,13 +63,13 @@ class CountModelLoads(WorkerPlugin):
 def _worker_facts(dask_worker):
     import torch
 
-    from sklearn_albert import distributed
+    from sklearn_albert import _workers
 
     return {
         "pid": os.getpid(),
         "torch_threads": torch.get_num_threads(),
         "model_loads": dask_worker.sklearn_albert_model_loads["count"],
-        "estimators_unpickled": distributed._process_counts()["estimators_unpickled"],
+        "estimators_unpickled": _workers.process_counts()["estimators_unpickled"],
     }
 
 
@@ -167,11 +167,14 @@ def recovery(client, vectorizer, texts, n_partitions):
         killed_at = time.perf_counter()
         os.kill(victim, signal.SIGKILL)
         back = None
-        while back is None:
+        while back is None and time.perf_counter() - killed_at < 300:
             pids = _worker_pids(client)
             if len(pids) == 2 and victim not in pids:
                 back = time.perf_counter() - killed_at
-            time.sleep(0.05)
+            elif int(time.perf_counter() - killed_at) % 15 == 0:
+                print(f"  waiting for the replacement worker: workers now {pids}", flush=True)
+            time.sleep(0.2)
+        print(f"  killed worker {victim}; replacement up after {back} s", flush=True)
         runner.join()
         written = pd.read_parquet(output)
         return {
@@ -227,7 +230,7 @@ def main():
     print(f"{args.model}: {len(texts)} {source} texts, dtype {vectorizer.dtype_}")
 
     local = in_process(vectorizer, texts)
-    print(f"in-process 1 x 2 threads: {local['texts_per_second']:.1f} texts/s")
+    print(f"in-process 1 x 2 threads: {local['texts_per_second']:.1f} texts/s", flush=True)
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -236,8 +239,11 @@ def main():
     ):
         client.register_plugin(CountModelLoads())
         cluster_run, series = on_cluster(client, vectorizer, texts, args.partitions)
+        print(f"cluster: {cluster_run}", flush=True)
         facts = list(client.run(_worker_facts).values())
+        print(f"workers: {facts}", flush=True)
         graph = graph_bytes(vectorizer, series)
+        print(f"graph: {graph}", flush=True)
         recovered = recovery(
             client, vectorizer, texts[: args.recovery_texts], max(6, args.partitions // 2)
         )

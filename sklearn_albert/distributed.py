@@ -12,7 +12,7 @@ Three entry points, all lazy until computed, all running on whatever scheduler i
 
 The estimator travels once per worker, not once per task: it is pickled once into a
 single graph key that every partition task depends on, the scheduler sends that key to
-each worker once, and each worker process unpickles it once (:func:`_received`). A
+each worker once, and each worker process unpickles it once (``_workers.received``). A
 default pickle leaves the weights out, so each worker loads the checkpoint from
 ``model_name_or_path`` on first use, once per process (loaded models are shared
 process-wide); with ``store_weights_in_pickle=True`` the weights are that one key.
@@ -24,13 +24,14 @@ import hashlib
 import json
 import os
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ._workers import received
 
 __all__ = ["EmbedSummary", "embed_to_parquet", "parallel_predict", "transform_collection"]
 
@@ -51,12 +52,6 @@ OUTPUT_PARAMETERS = (
     "chunk_aggregation",
     "normalize",
 )
-
-# Per worker process: estimators already unpickled, by content digest (insertion order).
-MAX_RECEIVED = 4
-_received_estimators = {}
-_received_lock = threading.Lock()
-_counts = {"estimators_unpickled": 0}
 
 
 def is_dask_collection(X):
@@ -123,7 +118,7 @@ def transform_collection(vectorizer, X):
 
 
 def _embed_block(texts, digest, shipped):
-    vectorizer = _received(digest, shipped)
+    vectorizer = received(digest, shipped)
     return np.asarray(vectorizer.transform(texts.tolist()), dtype=np.float32)
 
 
@@ -207,7 +202,7 @@ default="predict"
 def _predict_block(part, digest, shipped, method, meta):
     if len(part) == 0:  # scikit-learn's input checks reject zero rows
         return meta
-    estimator = _received(digest, shipped)
+    estimator = received(digest, shipped)
     return np.asarray(getattr(estimator, method)(part))
 
 
@@ -379,7 +374,7 @@ def _write_part(part, output_dir, index, offset, text_column, id_column, digest,
     final = Path(output_dir) / _part_name(index)
     if final.exists():  # a rerun of a task whose first run finished (e.g. worker lost)
         return None
-    vectorizer = _received(digest, shipped)
+    vectorizer = received(digest, shipped)
     features = np.ascontiguousarray(
         vectorizer.transform(part[text_column].tolist()), dtype=np.float32
     )
@@ -546,72 +541,6 @@ def _shipped(estimator):
     payload = cloudpickle.dumps(estimator)
     digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
     return digest, dask.delayed(payload, name=f"sklearn-albert-estimator-{digest}")
-
-
-def _received(digest, payload):
-    """The estimator of ``payload``, unpickled once per process and prepared for it."""
-    with _received_lock:
-        estimator = _received_estimators.get(digest)
-        if estimator is None:
-            import pickle
-
-            estimator = pickle.loads(payload)
-            _choose_device_here(estimator)
-            _received_estimators[digest] = estimator
-            while len(_received_estimators) > MAX_RECEIVED:  # oldest job's first
-                _received_estimators.pop(next(iter(_received_estimators)))
-            _counts["estimators_unpickled"] += 1
-        return estimator
-
-
-def _choose_device_here(estimator):
-    """Refit ``device="auto"`` vectorizers whose fitted device is not this worker's best.
-
-    ``fit`` learns nothing from data: it loads the model and resolves the device, here
-    (a GPU worker of a CPU-only client uses its GPU). A vectorizer whose weights travel in
-    the pickle keeps them, on the device the pickle remapped it to.
-    """
-    import warnings
-
-    import torch
-
-    from ._vectorizer import AlbertVectorizer
-
-    if torch.cuda.is_available():
-        best = "cuda"
-    elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        best = "mps"
-    else:
-        best = "cpu"
-    found = [estimator] if isinstance(estimator, AlbertVectorizer) else []
-    if hasattr(estimator, "get_params"):
-        found += [
-            value
-            for value in estimator.get_params(deep=True).values()
-            if isinstance(value, AlbertVectorizer)
-        ]
-    for vectorizer in found:
-        if (
-            vectorizer.device != "auto"
-            or vectorizer.store_weights_in_pickle
-            or vectorizer.device_.split(":")[0] == best
-        ):
-            continue
-        fingerprint = vectorizer.model_fingerprint_
-        vectorizer.fit([])
-        if vectorizer.model_fingerprint_ != fingerprint:
-            warnings.warn(
-                f"The checkpoint {vectorizer.model_name_or_path!r} on this worker differs "
-                "from the one the vectorizer was fitted with; embeddings will differ. "
-                "Pickle with store_weights_in_pickle=True to ship the exact weights.",
-                UserWarning,
-                stacklevel=2,
-            )
-
-
-def _process_counts():
-    """This process's counters (for tests and benchmarks): estimators unpickled."""
-    return dict(_counts)
 
 
 def _dask_dataframe(X, parameter):

@@ -68,10 +68,10 @@ def _make_embed(payload, n_features):
     """The per-worker factory: unpickle the vectorizer once, return the batch function."""
     import pickle
 
-    from .distributed import _choose_device_here
+    from ._workers import choose_device_here
 
     vectorizer = pickle.loads(payload)
-    _choose_device_here(vectorizer)
+    choose_device_here(vectorizer)
 
     def embed(texts):
         if len(texts) == 0:

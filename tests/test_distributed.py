@@ -31,7 +31,7 @@ distributed = pytest.importorskip("distributed", reason="needs distributed (pip 
 
 from _tiny_model import generated_sentences  # noqa: E402
 
-from sklearn_albert import distributed as albert_distributed  # noqa: E402
+from sklearn_albert import _workers  # noqa: E402
 from sklearn_albert.distributed import (  # noqa: E402
     EmbedSummary,
     embed_to_parquet,
@@ -67,7 +67,7 @@ def _model_loads(dask_worker):
 
 
 def _estimators_unpickled():
-    return os.getpid(), albert_distributed._process_counts()["estimators_unpickled"]
+    return os.getpid(), _workers.process_counts()["estimators_unpickled"]
 
 
 @pytest.fixture(scope="module")
