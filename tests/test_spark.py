@@ -4,7 +4,6 @@ import os
 import re
 import shutil
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -16,6 +15,11 @@ pyspark = pytest.importorskip("pyspark", reason="needs pyspark (pip install .[te
 from _tiny_model import generated_sentences  # noqa: E402
 
 from sklearn_albert.spark import embedding_udf  # noqa: E402
+
+# pyspark warns that it does not yet fully support pandas 3; the UDF path used here works.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:PySpark does not yet fully support pandas:FutureWarning"
+)
 
 TEXTS = generated_sentences(120, seed=7) + ["", "a repeated text", "a repeated text"]
 
@@ -40,14 +44,6 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
-
-
-@pytest.fixture(autouse=True)
-def _quiet_pandas_version_warning():
-    # pyspark warns that it does not yet fully support pandas 3; the UDF path here works.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-        yield
 
 
 def embed_with_spark(spark, vectorizer, texts, **udf_options):
