@@ -6,12 +6,12 @@ at most 10% lost to scheduling, serialisation and per-partition batching). Measu
 this order:
 
 1. in-process: ``AlbertVectorizer.transform`` of the texts, torch at 2 threads, after a
-   warm-up transform (the model loaded), no embedding cache, no cluster running; measured
-   before and after the cluster run, and the mean used;
+   warm-up transform (the model loaded), no embedding cache;
 2. the same vectorizer on ``LocalCluster(n_workers=2, threads_per_worker=1,
-   processes=True)`` (dask gives each worker process OMP_NUM_THREADS=1, checked): a
-   warm-up job, then ``vectorizer.transform(dask Series).compute()`` over
-   ``--partitions`` partitions;
+   processes=True)`` (dask gives each worker process OMP_NUM_THREADS=1, checked): after
+   a warm-up job, ``vectorizer.transform(dask Series).compute()`` over ``--partitions``
+   partitions. 1 and 2 alternate for ``--rounds`` rounds (the cluster sits idle during
+   1) and the medians are compared;
 3. the task graph: pickled bytes of each partition's embedding task and of the one key
    holding the estimator (default pickle, and with ``store_weights_in_pickle=True``);
 4. model loads per worker process, counted by a pass-through wrapper around
@@ -31,6 +31,7 @@ Examples
 import argparse
 import os
 import signal
+import statistics
 import tempfile
 import threading
 import time
@@ -92,25 +93,23 @@ def in_process(vectorizer, texts):
     return {"seconds": seconds, "texts_per_second": len(texts) / seconds, "torch_threads": 2}
 
 
-def on_cluster(client, vectorizer, texts, n_partitions):
+def warm_up_cluster(vectorizer, texts):
+    """A first small job: each worker loads the model (the timed jobs then reuse it)."""
     import dask.dataframe as dd
     import pandas as pd
 
-    series = dd.from_pandas(pd.Series(texts, name="text"), npartitions=n_partitions)
     warm = dd.from_pandas(pd.Series(texts[:64], name="text"), npartitions=2)
     started = time.perf_counter()
-    vectorizer.transform(warm).compute()  # each worker loads the model here
-    warm_up = time.perf_counter() - started
+    vectorizer.transform(warm).compute()
+    return time.perf_counter() - started
+
+
+def on_cluster(vectorizer, series, n_texts):
     started = time.perf_counter()
     result = vectorizer.transform(series).compute()
     seconds = time.perf_counter() - started
-    assert result.shape == (len(texts), vectorizer.n_features_out_)
-    return {
-        "seconds": seconds,
-        "texts_per_second": len(texts) / seconds,
-        "partitions": n_partitions,
-        "warm_up_seconds": warm_up,
-    }, series
+    assert result.shape == (n_texts, vectorizer.n_features_out_)
+    return {"seconds": seconds, "texts_per_second": n_texts / seconds}
 
 
 def graph_bytes(vectorizer, series):
@@ -211,11 +210,13 @@ def main():
     parser.add_argument("--texts", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=20)
     parser.add_argument("--recovery-texts", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds")
+    parser.add_argument("--skip-recovery", action="store_true", help="no killed-worker run")
     parser.add_argument("--quick", action="store_true", help="smoke run: 200 texts")
     parser.add_argument("--out", default=None, help=f"result folder (default {common.RESULTS_DIR})")
     args = parser.parse_args()
     if args.quick:
-        args.texts, args.partitions, args.recovery_texts = 200, 8, 200
+        args.texts, args.partitions, args.recovery_texts, args.rounds = 200, 8, 200, 1
     common.quiet_transformers()
     warnings.filterwarnings("ignore", message=".*truncated.*")
 
@@ -229,8 +230,9 @@ def main():
     vectorizer = AlbertVectorizer(str(folder), embedding_cache=None).fit([])
     print(f"{args.model}: {len(texts)} {source} texts, dtype {vectorizer.dtype_}")
 
-    local = in_process(vectorizer, texts)
-    print(f"in-process 1 x 2 threads: {local['texts_per_second']:.1f} texts/s", flush=True)
+    import dask.dataframe as dd
+    import pandas as pd
+
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -238,28 +240,45 @@ def main():
         Client(cluster) as client,
     ):
         client.register_plugin(CountModelLoads())
-        cluster_run, series = on_cluster(client, vectorizer, texts, args.partitions)
-        print(f"cluster: {cluster_run}", flush=True)
+        series = dd.from_pandas(pd.Series(texts, name="text"), npartitions=args.partitions)
+        warm_up = warm_up_cluster(vectorizer, texts)
+        # Rounds alternate which side goes first; the idle cluster costs nothing meanwhile.
+        rounds = []
+        for round_ in range(args.rounds):
+            sides = ("in_process", "cluster") if round_ % 2 == 0 else ("cluster", "in_process")
+            measured = {}
+            for side in sides:
+                if side == "in_process":
+                    measured[side] = in_process(vectorizer, texts)
+                else:
+                    measured[side] = on_cluster(vectorizer, series, len(texts))
+            measured["ratio"] = (
+                measured["cluster"]["texts_per_second"] / measured["in_process"]["texts_per_second"]
+            )
+            print(
+                f"round {round_ + 1}: in-process 1 x 2 threads "
+                f"{measured['in_process']['texts_per_second']:.1f} texts/s, cluster 2 x 1 "
+                f"thread {measured['cluster']['texts_per_second']:.1f} texts/s, ratio "
+                f"{measured['ratio']:.3f}",
+                flush=True,
+            )
+            rounds.append(measured)
         facts = list(client.run(_worker_facts).values())
         print(f"workers: {facts}", flush=True)
         graph = graph_bytes(vectorizer, series)
-        print(f"graph: {graph}", flush=True)
-        recovered = recovery(
-            client, vectorizer, texts[: args.recovery_texts], max(6, args.partitions // 2)
-        )
-    # In-process again, the cluster gone: the ratio uses the mean of the two, so that a
-    # drift of the machine between the runs shows up instead of biasing one side.
-    local_after = in_process(vectorizer, texts)
-    local["texts_per_second_after"] = local_after["texts_per_second"]
-    local["texts_per_second_mean"] = (
-        local["texts_per_second"] + local_after["texts_per_second"]
-    ) / 2
-    ratio = cluster_run["texts_per_second"] / local["texts_per_second_mean"]
+        recovered = None
+        if not args.skip_recovery:
+            recovered = recovery(
+                client, vectorizer, texts[: args.recovery_texts], max(6, args.partitions // 2)
+            )
+    local_tps = statistics.median(r["in_process"]["texts_per_second"] for r in rounds)
+    cluster_tps = statistics.median(r["cluster"]["texts_per_second"] for r in rounds)
+    ratio = cluster_tps / local_tps
+    print(f"in-process 1 x 2 threads: {local_tps:.1f} texts/s (median of {len(rounds)})")
     print(
-        f"cluster 2 x 1 thread:     {cluster_run['texts_per_second']:.1f} texts/s over "
-        f"{args.partitions} partitions (warm-up {cluster_run['warm_up_seconds']:.1f} s)"
+        f"cluster 2 x 1 thread:     {cluster_tps:.1f} texts/s over {args.partitions} "
+        f"partitions (median; warm-up job {warm_up:.1f} s)"
     )
-    print(f"in-process again:         {local_after['texts_per_second']:.1f} texts/s")
     print(f"throughput ratio:         {ratio:.3f} (goal >= 0.9)")
     print(f"workers:                  {facts}")
     default = graph["default_pickle"]
@@ -280,8 +299,11 @@ def main():
         "texts": len(texts),
         "text_source": source,
         "quick": args.quick,
-        "in_process": local,
-        "cluster": cluster_run,
+        "partitions": args.partitions,
+        "rounds": rounds,
+        "in_process_texts_per_second": local_tps,
+        "cluster_texts_per_second": cluster_tps,
+        "cluster_warm_up_seconds": warm_up,
         "throughput_ratio": ratio,
         "workers": facts,
         "graph": graph,
