@@ -128,6 +128,7 @@ def build_parser():
     )
     embed.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     embed.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_cluster_options(embed)
     _add_verbose_option(embed)
     embed.set_defaults(run=run_embed)
 
@@ -174,6 +175,21 @@ def _add_verbose_option(parser):
     )
 
 
+def _add_cluster_options(parser):
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on this Dask scheduler (tcp://host:8786): INPUT may be a glob of .parquet, "
+        ".csv, .tsv or .jsonl files, OUTPUT is a folder of Parquet parts, one per input "
+        "partition, and a rerun resumes (needs sklearn-albert[dask])",
+    )
+    parser.add_argument(
+        "--id-column",
+        help="with --scheduler: column written beside each embedding (default: 'id', the "
+        "row's position)",
+    )
+
+
 def _add_model_options(parser):
     parser.add_argument(
         "--model",
@@ -199,6 +215,9 @@ def _add_model_options(parser):
 def run_embed(args):
     from pathlib import Path
 
+    if args.scheduler:
+        return run_embed_on_cluster(args)
+
     from ._files import check_output_path, embed_file, read_texts
     from ._validation import validate_texts
 
@@ -218,6 +237,40 @@ def run_embed(args):
         f"Wrote {Path(output)} {summary['shape'][0]} x {summary['shape'][1]} float32 "
         f"({vectorizer.model_name_or_path}, pooling={args.pooling}, device "
         f"{vectorizer.device_}, {vectorizer.dtype_}) in {seconds:.1f} s{reused}.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_embed_on_cluster(args):
+    """``embed --scheduler``: one Parquet part per input partition, on the cluster's workers."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ImportError(
+            "--scheduler needs dask and distributed: pip install 'sklearn-albert[dask]'."
+        ) from None
+    from .distributed import embed_to_parquet
+
+    vectorizer = _vectorizer(
+        args, batch_size=args.batch_size, max_length=args.max_length, normalize=args.normalize
+    )
+    with Client(args.scheduler) as client:
+        n_workers = len(client.nthreads())
+        summary = embed_to_parquet(
+            args.input,
+            args.output,
+            vectorizer,
+            text_column=args.column or "text",
+            id_column=args.id_column,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    skipped = f", {summary.skipped} part(s) already done" if summary.skipped else ""
+    print(
+        f"Wrote {summary.files} part(s), {summary.rows} texts, to {summary.output_dir} "
+        f"({vectorizer.model_name_or_path}, pooling={args.pooling}) in "
+        f"{summary.seconds:.1f} s on {n_workers} worker(s){skipped}.",
         file=sys.stderr,
     )
     return 0
@@ -346,6 +399,8 @@ def _input_name(args):
 def _resume_hint(args):
     if getattr(args, "command", None) != "embed":
         return None
+    if getattr(args, "scheduler", None):
+        return "finished parts are kept; run the same command again to resume"
     from ._files import resume_hint
 
     try:

@@ -341,11 +341,15 @@ class AlbertVectorizer(
         Parameters
         ----------
         X : iterable of str
-            Texts: a list, tuple, numpy array, pandas Series or one-column DataFrame.
+            Texts: a list, tuple, numpy array, pandas Series or one-column DataFrame; or
+            a dask Series or one-column dask DataFrame, embedded lazily on the workers
+            (see ``sklearn_albert.distributed.transform_collection``).
 
         Returns
         -------
         X_new : ndarray of shape (n_samples, n_features_out\\_), float32
+            A lazy float32 dask array (one block per partition) for a dask input, or a
+            dask DataFrame with ``set_output(transform="pandas")``.
         """
         check_is_fitted(self)
         texts = validate_texts(X)
@@ -767,3 +771,20 @@ def _progress_bar(total):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="Encoding", unit="text")
+
+
+# A dask collection bypasses the set_output wrapper, which would make pandas of a lazy
+# result (computing it): the distributed module returns a dask array or DataFrame itself.
+_transform_in_process = AlbertVectorizer.transform
+
+
+@functools.wraps(_transform_in_process)
+def _transform(self, X):
+    from . import distributed
+
+    if distributed.is_dask_collection(X):
+        return distributed.transform_collection(self, X)
+    return _transform_in_process(self, X)
+
+
+AlbertVectorizer.transform = _transform

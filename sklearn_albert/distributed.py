@@ -1,0 +1,553 @@
+"""Embed and predict on a Dask cluster: the model loaded once per worker, no work lost.
+
+Three entry points, all lazy until computed, all running on whatever scheduler is active
+(a ``distributed.Client`` when one exists, else dask's local threads):
+
+- ``AlbertVectorizer.transform(X)`` with a dask Series (or one-column DataFrame) calls
+  :func:`transform_collection`;
+- :func:`embed_to_parquet` writes one Parquet file per input partition, atomically and
+  resumably;
+- :func:`parallel_predict` runs any fitted pipeline that holds a vectorizer partition by
+  partition.
+
+The estimator travels once per worker, not once per task: it is pickled once into a
+single graph key that every partition task depends on, the scheduler sends that key to
+each worker once, and each worker process unpickles it once (``_workers.received``). A
+default pickle leaves the weights out, so each worker loads the checkpoint from
+``model_name_or_path`` on first use, once per process (loaded models are shared
+process-wide); with ``store_weights_in_pickle=True`` the weights are that one key.
+
+dask is imported only when one of these functions runs, never by ``import sklearn_albert``.
+"""
+
+import hashlib
+import json
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._workers import received
+
+__all__ = ["EmbedSummary", "embed_to_parquet", "parallel_predict", "transform_collection"]
+
+PREDICT_METHODS = ("predict", "predict_proba", "decision_function", "transform")
+PART_NAME = "part-{index:05d}.parquet"
+MANIFEST_NAME = "_sklearn_albert_manifest.json"
+# A part file's temporary name starts with "." (parquet readers skip such files) and holds
+# the writer's process id, so that the leftovers of a killed worker are recognisable.
+TEMPORARY_SUFFIX = ".tmp"
+# The vectorizer parameters that change the numbers in the output, for the manifest.
+OUTPUT_PARAMETERS = (
+    "pooling",
+    "layers",
+    "layer_aggregation",
+    "max_length",
+    "long_text",
+    "stride",
+    "chunk_aggregation",
+    "normalize",
+)
+
+
+def is_dask_collection(X):
+    """Whether ``X`` is a dask collection, without importing dask when it is not loaded.
+
+    A dask object cannot exist unless dask was imported, so ``sys.modules`` tells.
+    """
+    dask = sys.modules.get("dask")
+    return dask is not None and dask.is_dask_collection(X)
+
+
+# ---------------------------------------------------------------------- transform
+
+
+def transform_collection(vectorizer, X):
+    """Embed a dask Series of texts lazily, one block per partition, in input order.
+
+    ``AlbertVectorizer.transform`` calls this when ``X`` is a dask collection.
+
+    Parameters
+    ----------
+    vectorizer : AlbertVectorizer
+        A fitted vectorizer. It is pickled once into the task graph (without its weights
+        unless ``store_weights_in_pickle=True``) and unpickled once per worker process.
+    X : dask.dataframe.Series or dask.dataframe.DataFrame
+        Texts: a Series of str or a DataFrame with one column of str.
+
+    Returns
+    -------
+    embeddings : dask.array.Array or dask.dataframe.DataFrame
+        A lazy float32 array of shape ``(n_texts, n_features_out_)`` with one block per
+        partition of ``X`` (row counts unknown until computed). With
+        ``vectorizer.set_output(transform="pandas")``, a dask DataFrame with the
+        vectorizer's feature names as columns and ``X``'s index.
+
+    Notes
+    -----
+    The device is chosen on each worker: a vectorizer with ``device="auto"`` uses the
+    worker's GPU when it has one, whatever device the client has.
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd  # doctest: +SKIP
+    >>> texts = dd.read_parquet("corpus/")["text"]  # doctest: +SKIP
+    >>> vectorizer.transform(texts).compute()  # doctest: +SKIP
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(vectorizer)
+    texts = _text_series(X)
+    # The empty transform, through the set_output wrapper: the result's type and columns.
+    meta = vectorizer.transform([])
+    digest, shipped = _shipped(vectorizer)
+    if isinstance(meta, np.ndarray):
+        return texts.map_partitions(_embed_block, digest, shipped, meta=meta)
+    if type(meta).__module__.partition(".")[0] != "pandas":
+        raise ValueError(
+            f"Got set_output(transform={type(meta).__module__.partition('.')[0]!r}) on a dask "
+            "collection, which has no lazy equivalent. Use set_output(transform='pandas') "
+            "(a dask DataFrame) or 'default' (a dask array)."
+        )
+    meta = meta.set_axis(texts._meta.index[:0], axis=0)
+    return texts.map_partitions(_embed_frame, digest, shipped, list(meta.columns), meta=meta)
+
+
+def _embed_block(texts, digest, shipped):
+    vectorizer = received(digest, shipped)
+    return np.asarray(vectorizer.transform(texts.tolist()), dtype=np.float32)
+
+
+def _embed_frame(texts, digest, shipped, columns):
+    import pandas as pd
+
+    features = _embed_block(texts, digest, shipped)
+    return pd.DataFrame(features, index=texts.index, columns=columns)
+
+
+def _text_series(X, parameter="X"):
+    """The dask Series of texts in ``X``, or an error naming what would work."""
+    import dask.dataframe as dd
+
+    if isinstance(X, dd.Series):
+        return X
+    if isinstance(X, dd.DataFrame):
+        if len(X.columns) != 1:
+            raise ValueError(
+                f"{parameter} is a dask DataFrame with {len(X.columns)} columns "
+                f"{list(X.columns)}; expected one column of texts. Select it, e.g. "
+                f"{parameter}[{X.columns[0]!r}]."
+            )
+        return X[X.columns[0]]
+    raise TypeError(
+        f"{parameter} is a {type(X).__module__}.{type(X).__name__}; a dask collection of "
+        "texts must be a dask Series or a one-column dask DataFrame."
+    )
+
+
+# ---------------------------------------------------------------------- predict
+
+
+def parallel_predict(estimator, X, method="predict", *, meta=None):
+    """Run a fitted estimator's ``method`` partition by partition on the workers.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Any fitted estimator or pipeline, typically one holding an
+        :class:`~sklearn_albert.AlbertVectorizer` (for example loaded with
+        ``joblib.load``). It is pickled once into the task graph and unpickled once
+        per worker process.
+    X : dask.dataframe.Series or dask.dataframe.DataFrame
+        The input; each partition (a pandas Series or DataFrame) is passed to ``method``
+        as it is.
+    method : {"predict", "predict_proba", "decision_function", "transform"}, \
+default="predict"
+        The method to run.
+    meta : ndarray, default=None
+        An empty array with the output's dtype and trailing shape, such as
+        ``np.empty((0, 3))``. None infers it from ``classes_`` (classifiers) or
+        ``get_feature_names_out`` (transform).
+
+    Returns
+    -------
+    result : dask.array.Array
+        Lazy, one block per partition of ``X``, rows in input order.
+
+    Examples
+    --------
+    >>> pipeline = joblib.load("sentiment.joblib")  # doctest: +SKIP
+    >>> labels = parallel_predict(pipeline, texts).compute()  # doctest: +SKIP
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    if method not in PREDICT_METHODS:
+        raise ValueError(f"Got method={method!r}; expected one of {PREDICT_METHODS}.")
+    if not hasattr(estimator, method):
+        raise ValueError(
+            f"Got method={method!r} but {type(estimator).__name__} has no such method. "
+            f"Use one it has among {[m for m in PREDICT_METHODS if hasattr(estimator, m)]}."
+        )
+    check_is_fitted(estimator)
+    _dask_dataframe(X, "X")
+    meta = _output_meta(estimator, method) if meta is None else np.asarray(meta)[:0]
+    digest, shipped = _shipped(estimator)
+    return X.map_partitions(_predict_block, digest, shipped, method, meta, meta=meta)
+
+
+def _predict_block(part, digest, shipped, method, meta):
+    if len(part) == 0:  # scikit-learn's input checks reject zero rows
+        return meta
+    estimator = received(digest, shipped)
+    return np.asarray(getattr(estimator, method)(part))
+
+
+def _output_meta(estimator, method):
+    """An empty array with the dtype and trailing shape ``method`` returns."""
+    classes = getattr(estimator, "classes_", None)
+    if method == "transform":
+        last = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+        n_features = len(estimator.get_feature_names_out())
+        dtype = np.float32 if type(last).__name__ == "AlbertVectorizer" else np.float64
+        return np.empty((0, n_features), dtype=dtype)
+    if method == "predict":
+        dtype = np.asarray(classes).dtype if classes is not None else np.float64
+        return np.empty((0,), dtype=dtype)
+    if classes is None or np.ndim(classes) != 1:
+        raise ValueError(
+            f"Cannot infer the shape of {type(estimator).__name__}.{method}'s output "
+            "(no 1-D classes_). Pass meta=, an empty array of its dtype and trailing "
+            "shape, such as np.empty((0, n_outputs))."
+        )
+    if method == "decision_function" and len(classes) == 2:
+        return np.empty((0,), dtype=np.float64)
+    return np.empty((0, len(classes)), dtype=np.float64)
+
+
+# ---------------------------------------------------------------------- to parquet
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    """What :func:`~sklearn_albert.distributed.embed_to_parquet` did.
+
+    Attributes
+    ----------
+    output_dir : pathlib.Path
+        The folder of part files.
+    rows : int
+        Texts embedded by this run (rows of the files it wrote).
+    files : int
+        Part files written by this run.
+    skipped : int
+        Part files already complete from an earlier run, left as they were.
+    seconds : float
+        Wall time of the run.
+    texts_per_second : float
+        ``rows / seconds``.
+    """
+
+    output_dir: Path
+    rows: int
+    files: int
+    skipped: int
+    seconds: float
+    texts_per_second: float
+
+
+def embed_to_parquet(
+    data,
+    output_dir,
+    vectorizer,
+    *,
+    text_column="text",
+    id_column=None,
+    overwrite=False,
+    progress=True,
+):
+    """Embed a table's texts into one Parquet file per input partition, resumably.
+
+    Each partition becomes ``output_dir/part-NNNNN.parquet`` (``NNNNN`` its position),
+    written under a temporary name and renamed when complete, so a file is either
+    absent or whole. Running again with the same data skips the files already there, and
+    a worker killed mid-job leaves no partial or duplicate file: its partitions run again
+    elsewhere and rename onto the same names.
+
+    Parameters
+    ----------
+    data : dask.dataframe.DataFrame, str or path-like
+        The table, or a path or glob of ``.parquet`` (or a folder of them), ``.csv``,
+        ``.tsv`` or ``.jsonl`` files, which dask reads in partitions.
+    output_dir : str or path-like
+        The folder to write (created if missing).
+    vectorizer : AlbertVectorizer
+        A fitted vectorizer; pickled once, unpickled once per worker process.
+    text_column : str, default="text"
+        The column of texts.
+    id_column : str, default=None
+        A column copied beside each embedding, under its own name. None writes a column
+        ``id`` holding each row's position in ``data`` (0-based).
+    overwrite : bool, default=False
+        Delete the part files of an earlier job in ``output_dir`` first. If False, an
+        ``output_dir`` written by a job with other data or settings is an error.
+    progress : bool, default=True
+        Show a progress bar of finished partitions.
+
+    Returns
+    -------
+    summary : EmbedSummary
+        Rows and files written, files skipped, seconds and texts per second.
+
+    Notes
+    -----
+    Each file has two columns: the id column and ``embedding``, a fixed-size list of
+    ``n_features_out_`` float32. ``pandas.read_parquet(output_dir)`` (or
+    ``dask.dataframe.read_parquet``) reads the parts back in order.
+
+    Examples
+    --------
+    >>> from distributed import Client  # doctest: +SKIP
+    >>> client = Client("tcp://scheduler:8786")  # doctest: +SKIP
+    >>> embed_to_parquet("corpus/*.parquet", "embeddings/", vectorizer)  # doctest: +SKIP
+    EmbedSummary(output_dir=..., rows=1000000, files=64, skipped=0, ...)
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(vectorizer)
+    started = time.perf_counter()
+    frame = _read_table(data)
+    _check_columns(frame, text_column=text_column, id_column=id_column)
+    frame = frame[[text_column] if id_column is None else [text_column, id_column]]
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _claim_output_dir(output_dir, _manifest(vectorizer, frame, text_column, id_column), overwrite)
+
+    n_partitions = frame.npartitions
+    todo = [i for i in range(n_partitions) if not (output_dir / _part_name(i)).exists()]
+    offsets = _row_offsets(frame) if id_column is None and todo else None
+    digest, shipped = _shipped(vectorizer)
+    import dask
+
+    parts = frame.to_delayed()
+    write = dask.delayed(_write_part, pure=True)
+    tasks = [
+        write(
+            parts[i],
+            str(output_dir),
+            i,
+            None if offsets is None else int(offsets[i]),
+            text_column,
+            id_column,
+            digest,
+            shipped,
+        )
+        for i in todo
+    ]
+    written = _run(tasks, progress=progress, description="Embedding partitions")
+    _remove_leftovers(output_dir)
+    rows = sum(n for n in written if n is not None)
+    files = sum(n is not None for n in written)
+    seconds = time.perf_counter() - started
+    return EmbedSummary(
+        output_dir=output_dir,
+        rows=int(rows),
+        files=int(files),
+        skipped=n_partitions - len(todo) + sum(n is None for n in written),
+        seconds=seconds,
+        texts_per_second=rows / seconds if seconds > 0 else float("nan"),
+    )
+
+
+def _part_name(index):
+    return PART_NAME.format(index=index)
+
+
+def _write_part(part, output_dir, index, offset, text_column, id_column, digest, shipped):
+    """Embed one partition into its part file; None when the file exists already."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    final = Path(output_dir) / _part_name(index)
+    if final.exists():  # a rerun of a task whose first run finished (e.g. worker lost)
+        return None
+    vectorizer = received(digest, shipped)
+    features = np.ascontiguousarray(
+        vectorizer.transform(part[text_column].tolist()), dtype=np.float32
+    )
+    if id_column is None:
+        ids = pa.array(np.arange(offset, offset + len(part), dtype=np.int64))
+    else:
+        ids = pa.Array.from_pandas(part[id_column])
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)), features.shape[1])
+    table = pa.table({id_column or "id": ids, "embedding": embedding})
+    temporary = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+    try:
+        pq.write_table(table, temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return len(part)
+
+
+def _remove_leftovers(output_dir):
+    """Delete the temporary files of writers that died (all tasks are finished now)."""
+    for leftover in output_dir.glob(f".part-*{TEMPORARY_SUFFIX}"):
+        leftover.unlink(missing_ok=True)
+
+
+def _read_table(data):
+    """A dask DataFrame from a dask DataFrame, or from a path or glob dask can read."""
+    import dask.dataframe as dd
+
+    if isinstance(data, dd.DataFrame):
+        return data
+    if not isinstance(data, (str, os.PathLike)):
+        raise TypeError(
+            f"data is a {type(data).__name__}; expected a dask DataFrame or a path or glob "
+            "of .parquet, .csv, .tsv or .jsonl files."
+        )
+    path = os.fspath(data)
+    suffix = Path(path.rstrip("/*")).suffix.lower() if not os.path.isdir(path) else ".parquet"
+    if suffix in (".parquet", ".pq"):
+        return dd.read_parquet(path)
+    if suffix == ".csv":
+        return dd.read_csv(path)
+    if suffix == ".tsv":
+        return dd.read_csv(path, sep="\t")
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return dd.read_json(path, lines=True, blocksize=2**26)
+    raise ValueError(
+        f"Got data={path!r}, whose suffix {suffix!r} is not a table dask reads here. Use "
+        ".parquet (or a folder of them), .csv, .tsv or .jsonl files, or a dask DataFrame."
+    )
+
+
+def _check_columns(frame, *, text_column, id_column):
+    columns = list(frame.columns)
+    for name, value in (("text_column", text_column), ("id_column", id_column)):
+        if value is not None and value not in columns:
+            raise ValueError(f"Got {name}={value!r} but the data's columns are {columns}.")
+    if id_column == "embedding":
+        raise ValueError(
+            "Got id_column='embedding', the name of the output's embedding column. "
+            "Rename that column first."
+        )
+
+
+def _row_offsets(frame):
+    """Position of each partition's first row: one pass counting rows."""
+    lengths = frame.map_partitions(len).compute()
+    return np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))])
+
+
+def _manifest(vectorizer, frame, text_column, id_column):
+    params = vectorizer.get_params(deep=False)
+    return {
+        "format": 1,
+        "partitions": frame.npartitions,
+        "text_column": text_column,
+        "id_column": id_column,
+        "model_fingerprint": vectorizer.model_fingerprint_,
+        "n_features": int(vectorizer.n_features_out_),
+        "dtype": vectorizer.dtype_,
+        "settings": {name: repr(params[name]) for name in OUTPUT_PARAMETERS if name in params},
+    }
+
+
+def _claim_output_dir(output_dir, manifest, overwrite):
+    """Write the job's manifest, or check that the folder's parts belong to this job."""
+    path = output_dir / MANIFEST_NAME
+    if overwrite:
+        for part in output_dir.glob("part-*.parquet"):
+            part.unlink()
+        _remove_leftovers(output_dir)
+    elif path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(key for key in manifest if previous.get(key) != manifest[key])
+        if changed:
+            raise ValueError(
+                f"output_dir={str(output_dir)!r} holds the parts of another job (its "
+                f"{', '.join(changed)} differ). Use a new folder, or overwrite=True to "
+                "replace them."
+            )
+        return
+    elif any(output_dir.glob("part-*.parquet")):
+        raise ValueError(
+            f"output_dir={str(output_dir)!r} holds part files but no {MANIFEST_NAME}: "
+            "they were not written by embed_to_parquet. Use a new folder, or overwrite=True."
+        )
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _run(tasks, *, progress, description):
+    """Compute delayed tasks on the active scheduler, with a progress bar of tasks."""
+    if not tasks:
+        return []
+    client = _current_client()
+    if client is None:
+        import dask
+
+        if not progress:
+            return list(dask.compute(*tasks))
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            return list(dask.compute(*tasks))
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    futures = client.compute(tasks)
+    bar = tqdm(total=len(futures), desc=description, unit="part", disable=not progress)
+    try:
+        for _ in as_completed(futures):
+            bar.update(1)
+    finally:
+        bar.close()
+    return client.gather(futures)
+
+
+def _current_client():
+    if "distributed" not in sys.modules:  # no Client can exist without it
+        return None
+    from distributed import get_client
+
+    try:
+        return get_client()
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------- shipping
+
+
+def _shipped(estimator):
+    """``(digest, delayed)``: the estimator's pickle as one graph key shared by all tasks.
+
+    The scheduler holds the bytes once and each worker fetches them once, whatever the
+    number of partitions (the per-task pickling of dask-ml's ParallelPostFit is what this
+    avoids).
+    """
+    import cloudpickle
+    import dask
+
+    payload = cloudpickle.dumps(estimator)
+    digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
+    return digest, dask.delayed(payload, name=f"sklearn-albert-estimator-{digest}")
+
+
+def _dask_dataframe(X, parameter):
+    import dask.dataframe as dd
+
+    if not isinstance(X, (dd.Series, dd.DataFrame)):
+        raise TypeError(
+            f"{parameter} is a {type(X).__module__}.{type(X).__name__}; expected a dask "
+            "Series or DataFrame (dask.dataframe.from_pandas, read_parquet, read_csv)."
+        )
