@@ -7,6 +7,7 @@ tokenizes, batches or runs the model.
 """
 
 import contextlib
+import functools
 import os
 import warnings
 from numbers import Integral

@@ -41,8 +41,8 @@ MANIFEST_NAME = "_sklearn_albert_manifest.json"
 # A part file's temporary name starts with "." (parquet readers skip such files) and holds
 # the writer's process id, so that the leftovers of a killed worker are recognisable.
 TEMPORARY_SUFFIX = ".tmp"
-# The vectorizer parameters that change the numbers in the output, for the manifest.
-OUTPUT_PARAMETERS = (
+# The fitted settings that change the numbers in the output, for the manifest.
+OUTPUT_SETTINGS = (
     "pooling",
     "layers",
     "layer_aggregation",
@@ -51,6 +51,7 @@ OUTPUT_PARAMETERS = (
     "stride",
     "chunk_aggregation",
     "normalize",
+    "calibration_id",
 )
 
 
@@ -447,7 +448,7 @@ def _row_offsets(frame):
 
 
 def _manifest(vectorizer, frame, text_column, id_column):
-    params = vectorizer.get_params(deep=False)
+    settings = vectorizer.settings_
     return {
         "format": 1,
         "partitions": frame.npartitions,
@@ -456,7 +457,7 @@ def _manifest(vectorizer, frame, text_column, id_column):
         "model_fingerprint": vectorizer.model_fingerprint_,
         "n_features": int(vectorizer.n_features_out_),
         "dtype": vectorizer.dtype_,
-        "settings": {name: repr(params[name]) for name in OUTPUT_PARAMETERS if name in params},
+        "settings": {name: repr(getattr(settings, name)) for name in OUTPUT_SETTINGS},
     }
 
 

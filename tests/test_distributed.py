@@ -149,7 +149,7 @@ def test_the_model_loads_at_most_once_per_worker_process_over_many_partitions(
     vectorizer.fit(["warm up"])
     before = estimators_unpickled(client)
     for normalize in (False, True):  # two jobs, each over 12 partitions
-        vectorizer.set_params(normalize=normalize).transform(texts).compute()
+        vectorizer.set_params(normalize=normalize).fit(["warm up"]).transform(texts).compute()
     unpickled = {pid: n - before.get(pid, 0) for pid, n in estimators_unpickled(client).items()}
     loads = model_loads(client)
     assert len(loads) == 2
