@@ -1,0 +1,1 @@
+"""CPU inference kernels: static int8 through OpenVINO."""
