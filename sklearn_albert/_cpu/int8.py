@@ -45,6 +45,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ._calibration_texts import builtin_calibration_texts
+
+__all__ = [
+    "StaticInt8Encoder",
+    "builtin_calibration_texts",
+    "calibrate_int8",
+    "check_int8_supported",
+    "cpu_int8_features",
+    "select_calibration_ids",
+]
+
 logger = logging.getLogger("sklearn_albert")
 
 #: At most this many distinct texts calibrate an encoder (a seeded random sample of them).
@@ -209,6 +220,14 @@ def calibrate_int8(model, calibration_ids, *, pad_id, threads=None, streams=None
         raise ValueError(
             f"calibration_ids holds no text with any token (got {len(calibration_ids)} "
             "entries); pass token ids of real texts, or builtin_calibration_texts() tokenized."
+        )
+    limit = getattr(model.config, "max_position_embeddings", None)
+    longest = max(len(row) for row in selected)
+    if limit is not None and longest > limit:
+        raise ValueError(
+            f"calibration_ids holds a text of {longest} tokens, longer than the model's "
+            f"max_position_embeddings={limit}; crop the ids to the model's maximum length "
+            "(special tokens included) before calibrating."
         )
     start = time.perf_counter()
     has_pooler, n_hidden_states = _output_layout(model, selected[0])
