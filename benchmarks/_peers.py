@@ -221,7 +221,7 @@ def fastembed_system(model_name, folder, *, threads, batch_size=32):
     )
 
 
-def albert_static_int8(folder, *, threads, calibration, batch_size=32):
+def albert_static_int8(folder, *, threads, calibration, batch_size=32, pooled=True):
     """Our static int8 encoder through the engine's steps, called directly.
 
     Tokenize without special tokens, add them and crop (``_batching.tokenize`` and
@@ -268,13 +268,17 @@ def albert_static_int8(folder, *, threads, calibration, batch_size=32):
             [len(row) for row in ids], batch_size=batch_size, max_tokens=AUTO_TOKEN_BUDGET["cpu"]
         ):
             input_ids, attention_mask = collate(ids, batch, pad_id)
-            summaries, _ = run_model(encoder, input_ids, attention_mask, torch.float32)
+            if pooled:
+                summaries, _ = encoder.pooled(input_ids, attention_mask)
+            else:
+                summaries, _ = run_model(encoder, input_ids, attention_mask, torch.float32)
             result[batch] = summaries[:, SUMMARY_INDEX["mean"], -1].numpy()
         return result
 
     system = dict(
-        name="albert_static_int8",
-        label=f"sklearn_albert static int8 (OpenVINO, {encoder.streams} streams)",
+        name="albert_static_int8" + ("" if pooled else "_hidden_states"),
+        label=f"sklearn_albert static int8 (OpenVINO, {encoder.streams} streams, "
+        + ("pooled in OpenVINO)" if pooled else "hidden states pooled by run_model)"),
         compute_dtype="int8",
         run=encode,
         batch_size=batch_size,

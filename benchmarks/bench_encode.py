@@ -278,6 +278,10 @@ def cpu_int8_systems(model_name, folder, n_texts, args, calibration_seconds):
     )
     calibration_seconds[system["name"]] = seconds
     built.append(system)
+    system, seconds = peers.albert_static_int8(
+        folder, threads=threads, calibration=peers.calibration_texts(), pooled=False
+    )
+    built.append(system)
     if args.peers:
         built += [
             peers.st_onnx(model_name, folder, threads=threads),
@@ -682,7 +686,11 @@ def print_report(payload):
 
 def save_chart(payload, path):
     """Horizontal bars of texts/s per system, one panel per model, ratio to ST on each bar."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: no chart")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -124,6 +124,31 @@ def test_transform_is_batch_invariant_and_order_invariant(tiny):
     )
 
 
+def test_pooled_matches_pooling_the_hidden_states_and_is_batch_invariant(tiny):
+    import torch
+
+    from sklearn_albert._pooling import pool_hidden_states
+
+    _, tokenizer, encoder = tiny
+    ids = _ids(tokenizer, EVALUATION_TEXTS * 3)
+    pad_id = _pad_id(tokenizer)
+    input_ids, attention_mask = collate(ids, list(range(len(ids))), pad_id)
+    summaries, pooler = encoder.pooled(input_ids, attention_mask)
+    output = encoder(input_ids, attention_mask)
+    expected = pool_hidden_states(output.hidden_states, attention_mask)
+    assert summaries.shape == expected.shape
+    assert torch.allclose(summaries, expected, atol=1e-5, rtol=0)
+    assert torch.equal(pooler, output.pooler_output)
+    rows = {}
+    for batch_size in (1, 7, 64):
+        rows[batch_size] = np.zeros(tuple(summaries.shape), dtype=np.float32)
+        for batch in plan_batches([len(r) for r in ids], batch_size=batch_size, max_tokens=8192):
+            batch_ids, batch_mask = collate(ids, batch, pad_id)
+            rows[batch_size][batch] = encoder.pooled(batch_ids, batch_mask)[0].numpy()
+    assert np.abs(rows[1] - rows[7]).max() <= 1e-4
+    assert np.abs(rows[1] - rows[64]).max() <= 1e-4
+
+
 def test_padding_never_reaches_a_real_token(tiny):
     import torch
 

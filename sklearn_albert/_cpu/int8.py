@@ -386,7 +386,6 @@ class StaticInt8Encoder:
     """
 
     def __init__(self, xml, weights, meta, *, threads=None, streams=None):
-        import openvino as ov
         import torch
 
         if meta.get("format_version") != FORMAT_VERSION:
@@ -403,23 +402,36 @@ class StaticInt8Encoder:
                 "1 <= streams <= threads."
             )
         self.calibration_id = _calibration_id(self._weights, self._meta)
-        core = ov.Core()
-        ov_model = core.read_model(model=self._xml, weights=self._weights)
-        self._compiled = core.compile_model(
-            ov_model,
-            "CPU",
-            {
-                "PERFORMANCE_HINT": "THROUGHPUT" if self.streams > 1 else "LATENCY",
-                "NUM_STREAMS": self.streams,
-                "INFERENCE_NUM_THREADS": self.threads,
-                # float32 between the int8 matmuls: OpenVINO 2026.4's bfloat16 path
-                # returned wrong rows at sequence length 32 exactly (max abs error 1.4 on
-                # MiniLM), and float32 there costs little next to the int8 matmuls.
-                "INFERENCE_PRECISION_HINT": "f32",
-            },
-        )
-        self._requests = [self._compiled.create_infer_request() for _ in range(self.streams)]
+        self._variants = {}  # "hidden" / "pooled": (compiled model, infer requests)
         self._lock = threading.Lock()
+        self._variant("hidden")  # compile now: a broken artefact fails here, not mid-encode
+
+    def _variant(self, kind):
+        """The compiled model of ``kind`` and its requests, compiled on first use."""
+        import openvino as ov
+
+        variant = self._variants.get(kind)
+        if variant is None:
+            core = ov.Core()
+            ov_model = core.read_model(model=self._xml, weights=self._weights)
+            if kind == "pooled":
+                ov_model = _with_pooled_outputs(ov_model, self.n_hidden_states, self.has_pooler)
+            compiled = core.compile_model(
+                ov_model,
+                "CPU",
+                {
+                    "PERFORMANCE_HINT": "THROUGHPUT" if self.streams > 1 else "LATENCY",
+                    "NUM_STREAMS": self.streams,
+                    "INFERENCE_NUM_THREADS": self.threads,
+                    # float32 between the int8 matmuls: OpenVINO 2026.4's bfloat16 path
+                    # returned wrong rows at sequence length 32 exactly (max abs error 1.4
+                    # on MiniLM), and float32 there costs little next to the int8 matmuls.
+                    "INFERENCE_PRECISION_HINT": "f32",
+                },
+            )
+            requests = [compiled.create_infer_request() for _ in range(self.streams)]
+            variant = self._variants[kind] = (compiled, requests)
+        return variant
 
     # -- facts
 
@@ -466,26 +478,66 @@ class StaticInt8Encoder:
         """
         import torch
 
-        ids = np.ascontiguousarray(input_ids.detach().cpu().numpy(), dtype=np.int64)
-        mask = np.ascontiguousarray(attention_mask.detach().cpu().numpy(), dtype=np.int64)
-        if ids.ndim != 2 or ids.shape != mask.shape:
-            raise ValueError(
-                f"input_ids and attention_mask must be 2-d and of one shape; got "
-                f"{tuple(ids.shape)} and {tuple(mask.shape)}."
-            )
+        ids, mask = _as_arrays(input_ids, attention_mask)
         batch, width = ids.shape
+        dim = self._meta["hidden_size"]
         n_states = self.n_hidden_states
-        hidden = [
-            torch.zeros((batch, width, self._meta["hidden_size"]), dtype=torch.float32)
-            for _ in range(n_states)
-        ]
-        pooler = (
-            torch.zeros((batch, self._meta["hidden_size"]), dtype=torch.float32)
-            if self.has_pooler
-            else None
-        )
+        hidden = [torch.empty((batch, width, dim), dtype=torch.float32) for _ in range(n_states)]
+        pooler = torch.empty((batch, dim), dtype=torch.float32) if self.has_pooler else None
+
+        def collect(request, low, high, kept):
+            for index in range(n_states):
+                hidden[index][low:high, :kept] = torch.from_numpy(
+                    request.get_output_tensor(index).data[:, :kept]
+                )
+                hidden[index][low:high, kept:] = 0
+            if pooler is not None:
+                pooler[low:high] = torch.from_numpy(request.get_output_tensor(n_states).data)
+
+        self._run_chunks("hidden", ids, mask, collect)
+        return Int8Output(tuple(hidden), pooler)
+
+    def pooled(self, input_ids, attention_mask):
+        """Encode one padded batch and pool it inside OpenVINO, as ``run_model`` pools.
+
+        The same numbers as ``pool_hidden_states(self(...).hidden_states, attention_mask)``
+        (to float rounding: the masked mean sums in another order), without copying every
+        hidden state out of the runtime: on ALBERT-base that copy and the pooling in torch
+        cost about as much as the int8 encoder itself.
+
+        Parameters
+        ----------
+        input_ids, attention_mask : torch.Tensor of shape (batch, seq_len), integer
+
+        Returns
+        -------
+        summaries : torch.Tensor of shape (batch, 3, n_hidden_states, dim), float32
+            ``[:, 0]`` the first token, ``[:, 1]`` the masked mean, ``[:, 2]`` the masked
+            max of each hidden state (embedding output first).
+        pooler : torch.Tensor of shape (batch, dim), float32, or None
+        """
+        import torch
+
+        ids, mask = _as_arrays(input_ids, attention_mask)
+        batch = ids.shape[0]
+        dim = self._meta["hidden_size"]
+        summaries = torch.empty((batch, 3, self.n_hidden_states, dim), dtype=torch.float32)
+        pooler = torch.empty((batch, dim), dtype=torch.float32) if self.has_pooler else None
+
+        def collect(request, low, high, kept):
+            summaries[low:high] = torch.from_numpy(request.get_output_tensor(0).data)
+            if pooler is not None:
+                pooler[low:high] = torch.from_numpy(request.get_output_tensor(1).data)
+
+        self._run_chunks("pooled", ids, mask, collect)
+        return summaries, pooler
+
+    def _run_chunks(self, kind, ids, mask, collect):
+        """Run row chunks of a batch on the streams; ``collect(request, low, high, kept)``."""
+        batch, width = ids.shape
         if batch == 0 or width == 0:
-            return Int8Output(tuple(hidden), pooler)
+            return
+        _, requests = self._variant(kind)
         n_chunks = min(self.streams, batch)
         bounds = np.linspace(0, batch, n_chunks + 1).round().astype(int)
         chunks = []
@@ -494,25 +546,19 @@ class StaticInt8Encoder:
             # less padding than the batch's, and the same arithmetic per row whatever the
             # chunk (see WIDTH_MULTIPLE).
             used = np.flatnonzero(mask[low:high].any(axis=0))
-            longest = int(used[-1]) + 1 if used.size else 1
-            chunk_width = -(-longest // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
+            kept = int(used[-1]) + 1 if used.size else 1
+            chunk_width = -(-kept // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
             chunk_ids = np.full((high - low, chunk_width), self._meta["pad_id"], dtype=np.int64)
             chunk_mask = np.zeros((high - low, chunk_width), dtype=np.int64)
-            kept = min(longest, width)
             chunk_ids[:, :kept] = ids[low:high, :kept]
             chunk_mask[:, :kept] = mask[low:high, :kept]
             chunks.append((low, high, kept, chunk_ids, chunk_mask))
         with self._lock:
-            for request, (_, _, _, chunk_ids, chunk_mask) in zip(self._requests, chunks):
+            for request, (_, _, _, chunk_ids, chunk_mask) in zip(requests, chunks):
                 request.start_async({"input_ids": chunk_ids, "attention_mask": chunk_mask})
-            for request, (low, high, kept, _, _) in zip(self._requests, chunks):
+            for request, (low, high, kept, _, _) in zip(requests, chunks):
                 request.wait()
-                for index in range(n_states):
-                    data = request.get_output_tensor(index).data[:, :kept]
-                    hidden[index][low:high, :kept] = torch.from_numpy(data)
-                if pooler is not None:
-                    pooler[low:high] = torch.from_numpy(request.get_output_tensor(n_states).data)
-        return Int8Output(tuple(hidden), pooler)
+                collect(request, low, high, kept)
 
     # -- persistence
 
@@ -578,6 +624,53 @@ def _from_pickled_files(files, threads, streams):
     available = max(1, torch.get_num_threads())
     threads = min(threads, available)
     return StaticInt8Encoder.from_files(files, threads=threads, streams=min(streams, threads))
+
+
+def _as_arrays(input_ids, attention_mask):
+    ids = np.ascontiguousarray(input_ids.detach().cpu().numpy(), dtype=np.int64)
+    mask = np.ascontiguousarray(attention_mask.detach().cpu().numpy(), dtype=np.int64)
+    if ids.ndim != 2 or ids.shape != mask.shape:
+        raise ValueError(
+            f"input_ids and attention_mask must be 2-d and of one shape; got "
+            f"{tuple(ids.shape)} and {tuple(mask.shape)}."
+        )
+    return ids, mask
+
+
+def _with_pooled_outputs(ov_model, n_hidden_states, has_pooler):
+    """``ov_model`` with outputs (summaries, pooler) in place of every hidden state.
+
+    ``summaries`` has shape (batch, 3, n_hidden_states, dim): per hidden state the first
+    token, the mean over real tokens and the max over real tokens, as
+    ``_pooling.pool_hidden_states`` computes them.
+    """
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    mask_input = next(
+        p for p in ov_model.get_parameters() if p.get_friendly_name() == "attention_mask"
+    )
+    mask = ops.unsqueeze(ops.convert(mask_input, ov.Type.f32), ops.constant(np.int64(2)))
+    count = ops.maximum(
+        ops.reduce_sum(mask, ops.constant(np.int64(1)), keep_dims=False),
+        ops.constant(np.float32(1.0)),
+    )  # (batch, 1)
+    real = ops.greater(mask, ops.constant(np.float32(0.0)))  # (batch, seq, 1)
+    minus_infinity = ops.constant(np.float32(-np.inf))
+    axis_one = ops.constant(np.int64(1))
+    results = ov_model.get_results()  # the values the model returns, in order
+    layers = []
+    for index in range(n_hidden_states):
+        state = results[index].input_value(0)
+        first = ops.gather(state, ops.constant(np.int64(0)), axis_one)
+        mean = ops.divide(ops.reduce_sum(ops.multiply(state, mask), axis_one, False), count)
+        maximum = ops.reduce_max(ops.select(real, state, minus_infinity), axis_one, False)
+        stacked = ops.concat([ops.unsqueeze(v, axis_one) for v in (first, mean, maximum)], 1)
+        layers.append(ops.unsqueeze(stacked, ops.constant(np.int64(2))))  # (batch, 3, 1, dim)
+    outputs = [ops.concat(layers, 2).output(0)]
+    if has_pooler:
+        outputs.append(results[n_hidden_states].input_value(0))
+    return ov.Model(outputs, ov_model.get_parameters(), "pooled")
 
 
 def _calibration_id(weights, meta):
