@@ -103,25 +103,23 @@ def st_openvino(model_name, folder, *, threads, batch_size=32, precision=None):
     if precision is not None:
         ov_config["INFERENCE_PRECISION_HINT"] = precision
     model = _mean_pooling_st(copy, backend="openvino", model_kwargs={"ov_config": ov_config})
-    core_precision = _ov_precision(model)
+    chosen = precision or _ov_default_precision()
     suffix = "" if precision is None else f"_{precision}"
     return dict(
         name=f"st_openvino{suffix}",
-        label=f"ST openvino ({core_precision}"
-        + (" forced)" if precision else ", the plugin's choice)"),
-        compute_dtype="bfloat16" if core_precision == "bf16" else "float32",
+        label=f"ST openvino, {chosen} " + ("forced" if precision else "(the plugin's choice)"),
+        compute_dtype="bfloat16" if chosen == "bf16" else "float32",
         run=_st_encode(model, batch_size),
         batch_size=batch_size,
     )
 
 
-def _ov_precision(st_model):
-    """The inference precision the OpenVINO CPU plugin compiled ``st_model`` with."""
-    try:
-        compiled = st_model[0].auto_model.request.get_compiled_model()
-        return str(compiled.get_property("INFERENCE_PRECISION_HINT")).split("'")[-2]
-    except Exception:  # the attribute path differs across optimum-intel versions
-        return "plugin default"
+def _ov_default_precision():
+    """The inference precision OpenVINO's CPU plugin picks on this CPU ("bf16", "f32")."""
+    import openvino as ov
+
+    value = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
+    return str(getattr(value, "get_type_name", lambda: value)())
 
 
 def st_openvino_static_int8(model_name, folder, *, threads, batch_size=32):
