@@ -476,3 +476,52 @@ def format_table(rows, columns):
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def int8_matmul_peak(*, size=2048, repeats=5, threads=None):
+    """The best GOP/s (2 per multiply-add) of an int8 square matmul, through OpenVINO.
+
+    The int8 kernels of this CPU (AVX512-VNNI or AMX through oneDNN) are reached the way a
+    statically quantized model reaches them: a float32 input through a fixed
+    ``FakeQuantize`` into a ``MatMul`` with an int8 weight, which OpenVINO's CPU plugin
+    compiles to a u8 x s8 ``FullyConnected``. Returns None where OpenVINO is missing.
+
+    Returns
+    -------
+    gops : float or None
+    """
+    try:
+        import openvino as ov
+        import openvino.opset13 as ops
+    except ImportError:
+        return None
+    import numpy as np
+    import torch
+
+    threads = threads or torch.get_num_threads()
+    rng = np.random.default_rng(0)
+    inputs = ops.parameter([size, size], ov.Type.f32, name="x")
+    low, high = ops.constant(np.float32(-4.0)), ops.constant(np.float32(4.0))
+    quantized = ops.fake_quantize(inputs, low, high, low, high, 256)
+    weight = ops.constant(rng.integers(-127, 128, (size, size), dtype=np.int8))
+    scale = ops.constant(np.full((size, 1), 0.01, dtype=np.float32))
+    dequantized = ops.multiply(ops.convert(weight, ov.Type.f32), scale)
+    model = ov.Model([ops.matmul(quantized, dequantized, False, True)], [inputs])
+    compiled = ov.Core().compile_model(
+        model,
+        "CPU",
+        {
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+        },
+    )
+    request = compiled.create_infer_request()
+    data = rng.standard_normal((size, size), dtype=np.float32)
+    best = float("inf")
+    for attempt in range(repeats + 2):
+        start = time.perf_counter()
+        request.infer({0: data})
+        if attempt >= 2:
+            best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best / 1e9

@@ -208,7 +208,7 @@ def one_at_a_time_system(folder, text_index, *, device):
     )
 
 
-def build_systems(folder, texts, token_counts, args):
+def build_systems(model_name, folder, texts, token_counts, args, calibration_seconds):
     """The systems of the CPU comparison, or the larger set of the GPU mode."""
     n_texts = len(texts)
     loop_index = np.sort(
@@ -231,9 +231,12 @@ def build_systems(folder, texts, token_counts, args):
             label='AlbertVectorizer, dtype="float32"',
         ),
         sentence_transformers_system(folder, n_texts, device=args.device),
-        pipeline_system(folder, token_counts, device=args.device),
-        one_at_a_time_system(folder, loop_index, device=args.device),
     ]
+    if not args.peers:
+        systems += [
+            pipeline_system(folder, token_counts, device=args.device),
+            one_at_a_time_system(folder, loop_index, device=args.device),
+        ]
     if args.device == "cpu":
         systems.insert(
             2,
@@ -248,7 +251,49 @@ def build_systems(folder, texts, token_counts, args):
         )
     if args.gpu_mode:
         systems += gpu_sweep_systems(folder, n_texts, args)
+    if args.device == "cpu" and static_int8_available():
+        systems += cpu_int8_systems(model_name, folder, n_texts, args, calibration_seconds)
     return systems
+
+
+def static_int8_available():
+    """Whether OpenVINO and NNCF (the ``int8`` extra) are importable here."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("openvino", "nncf"))
+
+
+def cpu_int8_systems(model_name, folder, n_texts, args, calibration_seconds):
+    """Our static int8 encoder and, with ``--peers``, the runtimes a user would pick.
+
+    ``calibration_seconds`` receives the calibration time of each calibrated system.
+    """
+    import _peers as peers
+    import torch
+
+    threads = torch.get_num_threads()
+    built = []
+    system, seconds = peers.albert_static_int8(
+        folder, threads=threads, calibration=peers.calibration_texts()
+    )
+    calibration_seconds[system["name"]] = seconds
+    built.append(system)
+    system, seconds = peers.albert_static_int8(
+        folder, threads=threads, calibration=peers.calibration_texts(), pooled=False
+    )
+    built.append(system)
+    if args.peers:
+        built += [
+            peers.st_onnx(model_name, folder, threads=threads),
+            peers.st_onnx(model_name, folder, threads=threads, quantized=True),
+            peers.st_openvino(model_name, folder, threads=threads),
+            peers.st_openvino(model_name, folder, threads=threads, precision="f32"),
+        ]
+        system, seconds = peers.st_openvino_static_int8(model_name, folder, threads=threads)
+        calibration_seconds[system["name"]] = seconds
+        built.append(system)
+        built.append(peers.fastembed_system(model_name, folder, threads=threads))
+    return [System(text_index=np.arange(n_texts), **system) for system in built]
 
 
 def gpu_sweep_systems(folder, n_texts, args):
@@ -376,6 +421,9 @@ def add_peak_fractions(rows, peaks):
         own_peak = peaks.get(row["compute_dtype"])
         row["peak_fraction_float32"] = row["model_gflops_per_s"] / peaks["float32"]
         row["peak_fraction_own_dtype"] = row["model_gflops_per_s"] / own_peak if own_peak else None
+        for dtype in ("bfloat16", "int8"):
+            if peaks.get(dtype):
+                row[f"peak_fraction_{dtype}"] = row["model_gflops_per_s"] / peaks[dtype]
 
 
 def add_ratios(rows):
@@ -387,15 +435,19 @@ def add_ratios(rows):
         twin = by_name.get(sentence_transformers_name(row["compute_dtype"], row["batch_size"]))
         if row["name"].startswith("albert_") and twin is not None:
             row["vs_sentence_transformers_same_setting"] = row["texts_per_s"] / twin["texts_per_s"]
+    peers = [row for row in rows if not row["name"].startswith("albert_")]
+    fastest = max(peers, key=lambda row: row["texts_per_s"])
+    for row in rows:
+        row["vs_fastest_peer"] = row["texts_per_s"] / fastest["texts_per_s"]
     loop = by_name.get("one_at_a_time")
     if loop is not None:
         for row in rows:
             row["vs_one_at_a_time"] = row["texts_per_s"] / loop["texts_per_s"]
 
 
-def parity(systems):
-    """Cosine of each system's embeddings to AlbertVectorizer float32 on the same texts."""
-    reference = next(s for s in systems if s.name == "albert_float32").last_output
+def parity(systems, reference_name="albert_float32"):
+    """Cosine of each system's embeddings to ``reference_name``'s on the same texts."""
+    reference = next(s for s in systems if s.name == reference_name).last_output
     result = {}
     for system in systems:
         cosines = cosine_rows(system.last_output, reference[system.text_index])
@@ -415,15 +467,20 @@ def measure_peaks(device, quick):
     dtypes = ("float32", "bfloat16", "float16") if on_cuda else ("float32", "bfloat16")
     size = 1024 if quick else (8192 if on_cuda else 2048)
     repeats = 3 if quick else 5
-    return {
+    peaks = {
         dtype: common.matmul_peak(dtype, device=device, size=size, repeats=repeats)
         for dtype in dtypes
     }
+    if not on_cuda and static_int8_available():
+        peaks["int8"] = {
+            "openvino_fc": common.int8_matmul_peak(size=size, repeats=repeats),
+        }
+    return peaks
 
 
 def best_peaks(samples):
     """``{dtype: GFLOP/s}``: the best of every sample and kernel, and the same per kernel."""
-    dtypes = samples[0]
+    dtypes = [dtype for dtype in samples[0] if all(dtype in sample for sample in samples)]
     by_kernel = {
         dtype: {
             kernel: max(sample[dtype][kernel] for sample in samples) for kernel in samples[0][dtype]
@@ -453,7 +510,8 @@ def bench_model(model_name, texts, args, peak_samples):
         f"\n== {model_name}: {len(texts)} texts, {sum(token_counts)} tokens, "
         f"{common.encoder_flops(config, [1]) / 1e6:.0f} MFLOP per token (1-token text)"
     )
-    systems = build_systems(folder, texts, token_counts, args)
+    calibration_seconds = {}
+    systems = build_systems(model_name, folder, texts, token_counts, args, calibration_seconds)
     warm_up(systems, texts, n_warm_up=min(16, len(texts)))
     run_rounds(
         systems,
@@ -472,10 +530,35 @@ def bench_model(model_name, texts, args, peak_samples):
         "n_tokens": int(sum(token_counts)),
         "systems": rows,
         "cosine_to_albert_float32": parity(systems),
+        "cosine_to_sentence_transformers": parity(systems, REFERENCE_SYSTEM),
+        "calibration_seconds": calibration_seconds,
     }
+    if args.stsb:
+        result["stsb_test_spearman"] = stsb_per_system(systems)
     del systems
     sklearn_albert.clear_cache()
     gc.collect()
+    return result
+
+
+def stsb_per_system(systems):
+    """STS-B test Spearman of each system's pair cosines (None where STS-B is absent)."""
+    stsb = common.read_stsb_test()
+    if stsb is None:
+        return None
+    scores, first, second = stsb
+    sentences = list(dict.fromkeys(first + second))
+    position = {sentence: index for index, sentence in enumerate(sentences)}
+    left = [position[sentence] for sentence in first]
+    right = [position[sentence] for sentence in second]
+    result = {}
+    for system in systems:
+        if len(system.text_index) < len(system.last_output) or system.name == "one_at_a_time":
+            continue
+        system.before_each()
+        embeddings = np.asarray(system.run(sentences), dtype=np.float64)
+        pair_cosines = cosine_rows(embeddings[left], embeddings[right])
+        result[system.name] = common.spearman(pair_cosines, scores)
     return result
 
 
@@ -550,7 +633,34 @@ def print_report(payload):
             )
         if payload["device"].startswith("cuda"):
             columns.append(("GPU MB", "gpu_peak_mb", "{:.0f}"))
+        if payload.get("peers"):
+            columns = [
+                c
+                for c in columns
+                if c[1] not in ("vs_one_at_a_time", "peak_fraction_float32", "rss_increase_mb")
+            ]
+            columns.insert(5, ("bf16 peak", "peak_fraction_bfloat16", "{:.0%}"))
+            columns.insert(6, ("int8 peak", "peak_fraction_int8", "{:.0%}"))
+            columns.insert(4, ("vs fastest peer", "vs_fastest_peer", "{:.2f}x"))
+            to_st = result["cosine_to_sentence_transformers"]
+            stsb = result.get("stsb_test_spearman") or {}
+            for row in result["systems"]:
+                row["cosine_to_st"] = (
+                    f"{to_st[row['name']]['min']:.5f} / {to_st[row['name']]['mean']:.6f}"
+                )
+                row["stsb"] = stsb.get(row["name"])
+            columns += [("cos to ST fp32 min/mean", "cosine_to_st", "{}")]
+            if stsb:
+                columns += [("STS-B", "stsb", "{:.4f}")]
         print(common.format_table(result["systems"], columns))
+        if result.get("calibration_seconds"):
+            print(
+                "calibration seconds: "
+                + ", ".join(
+                    f"{name} {'reused' if value is None else f'{value:.1f}'}"
+                    for name, value in result["calibration_seconds"].items()
+                )
+            )
         cosines = result["cosine_to_albert_float32"]
         print(
             "cosine to AlbertVectorizer float32 (min): "
@@ -576,7 +686,11 @@ def print_report(payload):
 
 def save_chart(payload, path):
     """Horizontal bars of texts/s per system, one panel per model, ratio to ST on each bar."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: no chart")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -663,12 +777,30 @@ def parse_args(argv=None):
         help="skip the MiniLM fidelity check (default and int8 against float32)",
     )
     parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="add the CPU peers (the anchors extra): ST onnx / onnx int8 / openvino / "
+        "openvino f32 / openvino static int8, fastembed; drops the pipeline and the loop",
+    )
+    parser.add_argument(
+        "--stsb",
+        action="store_true",
+        help="STS-B test Spearman of every system (for --model minilm)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch (and every runtime's) thread count"
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke run: 64 texts, 1 round, 16 loop texts, small matmul",
     )
     parser.add_argument("--out", default=None, help=f"result folder (default {common.RESULTS_DIR})")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.device == "auto":
         import torch
 
@@ -707,10 +839,11 @@ def main(argv=None):
         "rounds": args.rounds,
         "gpu_mode": args.gpu_mode,
         "quick": args.quick,
+        "peers": args.peers,
         "texts": {"source": source, "n_texts": len(texts)},
         "machine": machine,
         "load_average_after": list(os.getloadavg()),
-        "matmul_peak_gflops": peaks,
+        "matmul_peak_gflops": peaks,  # int8: GOP/s
         "matmul_peak_gflops_by_kernel": peaks_by_kernel,
         "matmul_peak_gflops_samples": peak_samples,
         "models": results,

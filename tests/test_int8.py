@@ -1,0 +1,295 @@
+"""Static int8 (sklearn_albert._cpu.int8): batch invariance, persistence, identity, refusal.
+
+The encoders here are calibrated for real (OpenVINO + NNCF, the ``int8`` extra) on the tiny
+random ALBERT and on the real MiniLM; nothing is mocked. Assertions are on outputs, never
+on wall time.
+"""
+
+import json
+import pickle
+import sys
+
+import numpy as np
+import pytest
+from conftest import minilm_path
+
+pytest.importorskip("openvino", reason="needs OpenVINO (pip install .[int8])")
+pytest.importorskip("nncf", reason="needs NNCF (pip install .[int8])")
+
+from sklearn_albert._batching import collate, plan_batches  # noqa: E402
+from sklearn_albert._cpu.int8 import (  # noqa: E402
+    MAX_CALIBRATION_TEXTS,
+    WIDTH_MULTIPLE,
+    StaticInt8Encoder,
+    builtin_calibration_texts,
+    calibrate_int8,
+    check_int8_supported,
+    select_calibration_ids,
+)
+
+EVALUATION_TEXTS = [
+    "The committee postponed its decision until the next session.",
+    "A tiny kitten slept in the laundry basket all afternoon.",
+    "Is there a pharmacy open near the station tonight?",
+    "Profits fell by a fifth after the factory closed for repairs.",
+    "What a dull, lifeless film.",
+    "Bring a warm coat; the wind on the ridge is fierce even in May.",
+    "The algorithm sorts the list in place and returns nothing.",
+    "We danced until the musicians packed up their instruments.",
+    "Yes.",
+    "The ancient walls of the town were rebuilt stone by stone after the earthquake, "
+    "and the work took the villagers almost twenty years to finish.",
+    "Our hotel room overlooked a car park, and the air conditioning rattled all night.",
+    "Read the instructions twice before you assemble the shelves.",
+]
+
+
+def _model_and_tokenizer(folder):
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(str(folder)).eval()
+    return model, AutoTokenizer.from_pretrained(str(folder))
+
+
+def _ids(tokenizer, texts):
+    max_length = min(128, tokenizer.model_max_length)
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def _pad_id(tokenizer):
+    return tokenizer.pad_token_id or 0
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_albert_path):
+    """The tiny ALBERT, its tokenizer and an encoder calibrated on the built-in sample."""
+    model, tokenizer = _model_and_tokenizer(tiny_albert_path)
+    encoder = calibrate_int8(
+        model, _ids(tokenizer, builtin_calibration_texts()), pad_id=_pad_id(tokenizer)
+    )
+    return model, tokenizer, encoder
+
+
+def _encode(encoder, ids, pad_id, *, batch_size, order=None):
+    """Every hidden state and the pooler output per text, batched as the engine batches."""
+    order = np.arange(len(ids)) if order is None else np.asarray(order)
+    shuffled = [ids[i] for i in order]
+    rows = [None] * len(ids)
+    batches = plan_batches(
+        [len(row) for row in shuffled], batch_size=batch_size, max_tokens=batch_size * 512
+    )
+    for batch in batches:
+        input_ids, attention_mask = collate(shuffled, batch, pad_id)
+        output = encoder(input_ids, attention_mask, output_hidden_states=True)
+        for position, index in enumerate(batch):
+            length = len(shuffled[index])
+            states = np.stack([h[position, :length].numpy() for h in output.hidden_states])
+            pooler = output.pooler_output[position].numpy()
+            rows[order[index]] = (states, pooler)
+    return rows
+
+
+def _max_difference(left, right):
+    return max(
+        max(np.abs(a[0] - b[0]).max(), np.abs(a[1] - b[1]).max()) for a, b in zip(left, right)
+    )
+
+
+def test_output_is_a_drop_in_for_the_hugging_face_forward(tiny):
+    import torch
+
+    model, tokenizer, encoder = tiny
+    input_ids, attention_mask = collate(_ids(tokenizer, EVALUATION_TEXTS[:3]), [0, 1, 2], 0)
+    output = encoder(input_ids, attention_mask, output_hidden_states=True)
+    assert len(output.hidden_states) == model.config.num_hidden_layers + 1
+    for state in output.hidden_states:
+        assert state.dtype == torch.float32
+        assert tuple(state.shape) == (3, input_ids.shape[1], model.config.hidden_size)
+    assert output.pooler_output.dtype == torch.float32
+    assert tuple(output.pooler_output.shape) == (3, model.config.hidden_size)
+    assert encoder.n_hidden_states == model.config.num_hidden_layers + 1
+
+
+def test_transform_is_batch_invariant_and_order_invariant(tiny):
+    _, tokenizer, encoder = tiny
+    texts = EVALUATION_TEXTS * 6  # 72 texts: batches of 64 hold many lengths
+    ids = _ids(tokenizer, texts)
+    pad_id = _pad_id(tokenizer)
+    one = _encode(encoder, ids, pad_id, batch_size=1)
+    for batch_size in (7, 64):
+        assert _max_difference(one, _encode(encoder, ids, pad_id, batch_size=batch_size)) <= 1e-4
+    shuffled = np.random.default_rng(0).permutation(len(ids))
+    assert _max_difference(one, _encode(encoder, ids, pad_id, batch_size=7, order=shuffled)) <= (
+        1e-4
+    )
+
+
+def test_pooled_matches_pooling_the_hidden_states_and_is_batch_invariant(tiny):
+    import torch
+
+    from sklearn_albert._pooling import pool_hidden_states
+
+    _, tokenizer, encoder = tiny
+    ids = _ids(tokenizer, EVALUATION_TEXTS * 3)
+    pad_id = _pad_id(tokenizer)
+    input_ids, attention_mask = collate(ids, list(range(len(ids))), pad_id)
+    summaries, pooler = encoder.pooled(input_ids, attention_mask)
+    output = encoder(input_ids, attention_mask)
+    expected = pool_hidden_states(output.hidden_states, attention_mask)
+    assert summaries.shape == expected.shape
+    assert torch.allclose(summaries, expected, atol=1e-5, rtol=0)
+    assert torch.equal(pooler, output.pooler_output)
+    rows = {}
+    for batch_size in (1, 7, 64):
+        rows[batch_size] = np.zeros(tuple(summaries.shape), dtype=np.float32)
+        for batch in plan_batches([len(r) for r in ids], batch_size=batch_size, max_tokens=8192):
+            batch_ids, batch_mask = collate(ids, batch, pad_id)
+            rows[batch_size][batch] = encoder.pooled(batch_ids, batch_mask)[0].numpy()
+    assert np.abs(rows[1] - rows[7]).max() <= 1e-4
+    assert np.abs(rows[1] - rows[64]).max() <= 1e-4
+
+
+def test_padding_never_reaches_a_real_token(tiny):
+    import torch
+
+    _, tokenizer, encoder = tiny
+    row = _ids(tokenizer, ["A short text."])[0]
+    alone = encoder(torch.tensor([row]), torch.ones((1, len(row)), dtype=torch.long))
+    for extra, filler in ((1, 0), (WIDTH_MULTIPLE + 3, 5), (40, 7)):
+        ids = torch.tensor([row + [filler] * extra])
+        mask = torch.tensor([[1] * len(row) + [0] * extra])
+        padded = encoder(ids, mask)
+        for left, right in zip(alone.hidden_states, padded.hidden_states):
+            assert torch.equal(left[0], right[0, : len(row)])
+        assert torch.equal(alone.pooler_output, padded.pooler_output)
+
+
+def test_each_application_of_the_shared_layer_has_its_own_ranges(tiny):
+    """ALBERT reuses one layer's weights; the activation ranges must not be shared."""
+    import openvino as ov
+
+    model, _, encoder = tiny
+    assert model.config.num_hidden_groups == 1  # one set of weights, applied 3 times
+    files = encoder.to_files()
+    graph = ov.Core().read_model(files["model.xml"], files["model.bin"])
+    activation_ranges = set()
+    for op in graph.get_ops():
+        if op.get_type_name() != "FakeQuantize":
+            continue
+        source = op.input_value(0).get_node()
+        if source.get_type_name() == "Constant":
+            continue  # a weight quantizer
+        low, high = (
+            tuple(np.round(op.input_value(i).get_node().get_data().ravel(), 6)) for i in (1, 2)
+        )
+        activation_ranges.add((low, high))
+    # At least 4 quantized matmul inputs per application (attention input, its output
+    # projection, the two feed-forward matmuls), each application with its own range.
+    assert len(activation_ranges) >= 4 * model.config.num_hidden_layers
+
+
+def test_files_round_trip_keeps_the_calibration(tiny):
+    _, tokenizer, encoder = tiny
+    ids = _ids(tokenizer, EVALUATION_TEXTS)
+    pad_id = _pad_id(tokenizer)
+    files = encoder.to_files()
+    assert set(files) == {"model.xml", "model.bin", "int8.json"}
+    assert all(isinstance(data, bytes) for data in files.values())
+    meta = json.loads(files["int8.json"])
+    assert meta["n_calibration_texts"] == encoder.n_calibration_texts
+    restored = StaticInt8Encoder.from_files(files)
+    assert restored.calibration_id == encoder.calibration_id
+    assert restored.n_calibration_texts == encoder.n_calibration_texts
+    assert restored.calibration_seconds == encoder.calibration_seconds
+    before = _encode(encoder, ids, pad_id, batch_size=8)
+    assert _max_difference(before, _encode(restored, ids, pad_id, batch_size=8)) == 0
+    unpickled = pickle.loads(pickle.dumps(encoder))
+    assert unpickled.calibration_id == encoder.calibration_id
+    assert _max_difference(before, _encode(unpickled, ids, pad_id, batch_size=8)) == 0
+
+
+def test_from_files_names_what_is_missing(tiny):
+    files = dict(tiny[2].to_files())
+    del files["model.bin"]
+    with pytest.raises(ValueError, match="model.bin missing"):
+        StaticInt8Encoder.from_files(files)
+
+
+def test_calibration_facts_and_id(tiny):
+    model, tokenizer, encoder = tiny
+    ids = _ids(tokenizer, builtin_calibration_texts())
+    # Distinct after cropping to the tiny model's short maximum length.
+    assert encoder.n_calibration_texts == len({tuple(row) for row in ids})
+    assert encoder.calibration_seconds > 0
+    assert len(encoder.calibration_id) == 64
+    again = calibrate_int8(model, ids, pad_id=_pad_id(tokenizer))
+    assert again.calibration_id == encoder.calibration_id
+    other = calibrate_int8(model, ids[:40], pad_id=_pad_id(tokenizer))
+    assert other.n_calibration_texts == 40
+    assert other.calibration_id != encoder.calibration_id
+
+
+def test_calibration_sample_is_bounded_distinct_and_seeded():
+    ids = [[1, 2 + i % 700, 3] for i in range(2000)] + [[]]
+    selected = select_calibration_ids(ids)
+    assert len(selected) == MAX_CALIBRATION_TEXTS
+    assert len({tuple(row) for row in selected}) == len(selected)
+    assert selected == select_calibration_ids(ids)
+    assert select_calibration_ids([[5, 6], [5, 6], [], [7]]) == [[5, 6], [7]]
+
+
+def test_builtin_calibration_texts_are_varied():
+    texts = builtin_calibration_texts()
+    assert 200 <= len(texts) == len(set(texts))
+    lengths = [len(text.split()) for text in texts]
+    assert min(lengths) <= 3 and max(lengths) >= 30
+    assert texts == builtin_calibration_texts()
+
+
+def test_empty_or_uncropped_calibration_is_refused(tiny):
+    model = tiny[0]
+    with pytest.raises(ValueError, match="calibration_ids holds no text"):
+        calibrate_int8(model, [[], []], pad_id=0)
+    too_long = [[5] * (model.config.max_position_embeddings + 1)]
+    with pytest.raises(ValueError, match="longer than the model's"):
+        calibrate_int8(model, too_long, pad_id=0)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
+def test_int8_is_refused_off_cpu(device):
+    import torch
+
+    for value in (device, torch.device(device)):
+        with pytest.raises(ValueError, match=r"dtype='int8'.*" + device.split(":")[0]) as info:
+            check_int8_supported(value)
+        assert "device='cpu'" in str(info.value) and "float16" in str(info.value)
+
+
+def test_missing_runtime_names_the_extra(monkeypatch):
+    check_int8_supported("cpu")
+    # A None entry in sys.modules makes the package unimportable, as if not installed.
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    with pytest.raises(ImportError, match=r"nncf.*sklearn-albert\[int8\]"):
+        check_int8_supported("cpu")
+    check_int8_supported("cpu", calibrate=False)  # a loaded encoder needs OpenVINO only
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(ImportError, match=r"openvino.*sklearn-albert\[int8\]"):
+        check_int8_supported("cpu", calibrate=False)
+
+
+def test_minilm_int8_stays_close_to_float32():
+    import torch
+
+    model, tokenizer = _model_and_tokenizer(minilm_path())
+    pad_id = _pad_id(tokenizer)
+    encoder = calibrate_int8(model, _ids(tokenizer, builtin_calibration_texts()), pad_id=pad_id)
+    ids = _ids(tokenizer, EVALUATION_TEXTS)
+    input_ids, attention_mask = collate(ids, list(range(len(ids))), pad_id)
+    with torch.inference_mode():
+        exact = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    quantized = encoder(input_ids, attention_mask).hidden_states[-1]
+    weights = attention_mask[..., None].float()
+    exact, quantized = ((h * weights).sum(1) / weights.sum(1) for h in (exact, quantized))
+    cosine = torch.nn.functional.cosine_similarity(exact, quantized, dim=1)
+    assert float(cosine.mean()) >= 0.99
+    assert float(cosine.min()) >= 0.95
