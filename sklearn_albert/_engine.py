@@ -2,8 +2,8 @@
 
 tokenize -> special tokens and windows -> length-sorted token-budget batches -> forward
 (one place that runs the model under ``inference_mode`` and autocast, with the one
-out-of-memory backoff) -> reduce on the device (pool, or keep token vectors, or a
-classifier's logits) -> reassemble long texts -> results by input index.
+out-of-memory backoff) -> reduce on the device (pool, or keep token vectors) -> reassemble
+long texts -> results by input index.
 
 ``AlbertVectorizer.transform``, ``transform_tokens``, ``AlbertClassifier``'s predictions, the
 keyword extractor and the command line all run through here, with the
@@ -174,26 +174,30 @@ def token_counts(loaded, texts):
 
 
 def runner_for(loaded, settings):
-    """The module that runs ``settings.compute_dtype`` on the loaded checkpoint."""
+    """The module that runs ``settings.compute_dtype`` on the loaded checkpoint.
+
+    Not for ``"int8"``: its calibrated encoder is fitted state the estimator holds.
+    """
     import torch
 
     return loaded.model_for(resolve_dtype(settings.compute_dtype, torch.device(settings.device)))
 
 
-def forward(runner, input_ids, attention_mask, compute_dtype, reduce):
-    """One forward pass and its reduction on the device, as numpy arrays.
+def forward(runner, input_ids, attention_mask, compute_dtype, step):
+    """One forward pass and what the caller keeps of it, as numpy arrays.
 
     Parameters
     ----------
     runner : callable
-        A Hugging Face encoder (or a drop-in such as an int8 encoder) called as
+        A Hugging Face encoder, or a drop-in such as the static int8 encoder, called as
         ``runner(input_ids=..., attention_mask=..., output_hidden_states=True)``.
     input_ids, attention_mask : torch.Tensor of shape (batch, seq_len), on the device
     compute_dtype : torch.dtype or "int8"
         float16 and bfloat16 run under autocast; anything else as the runner is.
-    reduce : callable
-        ``reduce(output, attention_mask)`` -> tuple of tensors (or None entries), run
-        inside the same inference context, e.g. :func:`pool_summaries`.
+    step : callable
+        ``step(runner, input_ids, attention_mask)`` -> tuple of tensors (or None
+        entries): runs the runner and reduces its output on the device, inside this
+        inference context, e.g. :func:`pool_summaries`.
 
     Returns
     -------
@@ -210,17 +214,25 @@ def forward(runner, input_ids, attention_mask, compute_dtype, reduce):
             enabled=use_autocast,
         ),
     ):
-        output = runner(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
-        )
-        results = reduce(output, attention_mask)
+        results = step(runner, input_ids, attention_mask)
         return tuple(
             None if result is None else result.to(torch.float32).cpu().numpy() for result in results
         )
 
 
-def pool_summaries(output, attention_mask):
-    """Reduce an encoder output to every hidden state's cls, mean and max, and the pooler."""
+def _hidden_states(runner, input_ids, attention_mask):
+    return runner(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+
+
+def pool_summaries(runner, input_ids, attention_mask):
+    """Every hidden state's cls, mean and max, and the pooler output, for one batch.
+
+    A runner that pools by itself (the static int8 encoder pools inside its runtime,
+    instead of copying every hidden state out) does so through its ``pooled`` method.
+    """
+    if hasattr(runner, "pooled"):
+        return runner.pooled(input_ids, attention_mask)
+    output = _hidden_states(runner, input_ids, attention_mask)
     return (
         pool_hidden_states(output.hidden_states, attention_mask),
         getattr(output, "pooler_output", None),
@@ -228,17 +240,18 @@ def pool_summaries(output, attention_mask):
 
 
 def token_vectors(layers, layer_aggregation):
-    """A reduction keeping the token vectors of ``layers``, averaged or concatenated."""
+    """A step keeping the token vectors of ``layers``, averaged or concatenated."""
 
-    def reduce(output, attention_mask):
+    def step(runner, input_ids, attention_mask):
         import torch
 
+        output = _hidden_states(runner, input_ids, attention_mask)
         selected = [output.hidden_states[layer].to(torch.float32) for layer in layers]
         if layer_aggregation == "mean":
             return (torch.stack(selected).mean(dim=0),)
         return (torch.cat(selected, dim=-1),)
 
-    return reduce
+    return step
 
 
 def is_out_of_memory(error):
@@ -250,7 +263,7 @@ def is_out_of_memory(error):
     return isinstance(error, oom_type) or any(part in message for part in OUT_OF_MEMORY_MESSAGES)
 
 
-def run_batches(loaded, runner, ids, settings, reduce):
+def run_batches(loaded, runner, ids, settings, step):
     """Run ``ids`` through ``runner`` in length-sorted, token-budget batches.
 
     On out-of-memory a batch is halved and each half retried, down to one text.
@@ -264,7 +277,7 @@ def run_batches(loaded, runner, ids, settings, reduce):
         Token ids per sequence, special tokens included.
     settings : EncodeSettings
         Its ``batch_size``, ``max_tokens``, ``compute_dtype`` and ``device`` apply.
-    reduce : callable
+    step : callable
         See :func:`forward`.
 
     Yields
@@ -272,7 +285,7 @@ def run_batches(loaded, runner, ids, settings, reduce):
     indices : ndarray of int
         Positions in ``ids`` of the sequences in this batch.
     results : tuple of ndarray or None
-        ``reduce``'s results for those sequences, rows in the order of ``indices``.
+        ``step``'s results for those sequences, rows in the order of ``indices``.
     """
     import torch
 
@@ -293,7 +306,7 @@ def run_batches(loaded, runner, ids, settings, reduce):
             input_ids.to(device, non_blocking=True),
             attention_mask.to(device, non_blocking=True),
             compute_dtype,
-            reduce,
+            step,
         )
 
     # On CUDA the next batch is padded (and pinned) by a worker while the GPU computes.
@@ -440,6 +453,6 @@ def encode_token_states(loaded, runner, content, settings):
     states : list of ndarray of shape (n_tokens, n_features), float32
     """
     windows = cut_windows(content, loaded, settings, long_text="truncate")
-    reduce = token_vectors(settings.layers, settings.layer_aggregation)
-    for batch, (states,) in run_batches(loaded, runner, windows.ids, settings, reduce):
+    step = token_vectors(settings.layers, settings.layer_aggregation)
+    for batch, (states,) in run_batches(loaded, runner, windows.ids, settings, step):
         yield batch, [states[row, : len(windows.ids[index])] for row, index in enumerate(batch)]

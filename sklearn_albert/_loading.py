@@ -103,8 +103,8 @@ class LoadedModel:
         Normalisations, embeddings and softmax keep float32 weights, and autocast runs
         them in float32. The copy shares every other parameter with the original. On
         CPU the copy holds Linear weights packed once for oneDNN and runs short
-        sequences' attention as matmuls (``_cpu/``). For ``"int8"``, a dynamically
-        quantized copy. Each copy is built on first use and kept.
+        sequences' attention as matmuls (``_cpu/``). Each copy is built on first use and
+        kept. (``"int8"`` runs a calibrated encoder the estimator holds, not a copy.)
         """
         import torch
 
@@ -112,15 +112,12 @@ class LoadedModel:
         if compute_dtype == torch.float32 and not on_cpu:
             return self.model
         variant = self.compute_variants.get(compute_dtype)
+        if compute_dtype == INT8:
+            raise ValueError("int8 runs the estimator's calibrated encoder, not a model copy.")
         if variant is None:
-            if compute_dtype == INT8:
-                from ._cpu.int8_dynamic import quantize_dynamic_int8
+            from ._cpu.packed_linear import inference_copy
 
-                variant = quantize_dynamic_int8(self.model)
-            else:
-                from ._cpu.packed_linear import inference_copy
-
-                variant = inference_copy(self.model, compute_dtype, cpu=on_cpu)
+            variant = inference_copy(self.model, compute_dtype, cpu=on_cpu)
             variant = self.compute_variants.setdefault(compute_dtype, variant)
         return variant
 

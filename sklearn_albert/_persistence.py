@@ -47,6 +47,10 @@ MODEL_FOLDER = "model"
 #: Suffixes of checkpoint files that are pure data; anything else is refused on load.
 DATA_SUFFIXES = (".json", ".safetensors", ".model", ".txt")
 EXTRA_WEIGHTS_FILE = "head.safetensors"
+#: Fitted artefacts beside the checkpoint (a calibrated int8 encoder: OpenVINO's XML graph,
+#: its binary weights, a JSON description), each checked by hash on load; never code.
+EXTRA_FILES_FOLDER = "fitted"
+EXTRA_FILE_SUFFIXES = (".xml", ".bin", ".json")
 
 
 def save_estimator(estimator, path, *, include_model=True):
@@ -115,6 +119,14 @@ def save_estimator(estimator, path, *, include_model=True):
                 extra_file,
             )
             document["extra_weights"] = {"file": EXTRA_WEIGHTS_FILE, "sha256": _sha256(extra_file)}
+        extra_files = estimator._extra_files() if fitted else {}
+        if extra_files:
+            extra_folder = staging / EXTRA_FILES_FOLDER
+            extra_folder.mkdir()
+            for name, content in extra_files.items():
+                _check_extra_file_name(name)
+                (extra_folder / name).write_bytes(content)
+            document["extra_files"] = _hash_files(extra_folder)
         (staging / ESTIMATOR_FILE).write_text(
             json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n",
             encoding="utf-8",
@@ -177,6 +189,33 @@ def read_saved_extra_weights(path, document):
     return _read_extra_weights(Path(path), document.get("extra_weights"))
 
 
+def read_saved_extra_files(path, document):
+    """``{name: bytes}`` of the fitted artefacts a folder holds, each hash-checked."""
+    recorded = document.get("extra_files") or {}
+    folder = Path(path) / EXTRA_FILES_FOLDER
+    files = {}
+    for name, expected in recorded.items():
+        _check_extra_file_name(name)
+        file = folder / name
+        if not file.is_file():
+            raise FileNotFoundError(f"Cannot load {str(folder)!r}: {name} is missing.")
+        if _sha256(file) != expected:
+            raise ValueError(
+                f"Refusing to load {str(folder)!r}: {name} changed since it was saved "
+                "(its SHA-256 differs from the one in estimator.json)."
+            )
+        files[name] = file.read_bytes()
+    return files
+
+
+def _check_extra_file_name(name):
+    if Path(name).name != name or not name.endswith(EXTRA_FILE_SUFFIXES):
+        raise ValueError(
+            f"Refusing the fitted file {name!r}: only plain names ending in "
+            f"{', '.join(EXTRA_FILE_SUFFIXES)} are data this format reads."
+        )
+
+
 class EncoderPersistence:
     """Pickling, saving without pickle and device moves for estimators that hold a checkpoint.
 
@@ -188,12 +227,21 @@ class EncoderPersistence:
     - ``_weights_travel()``: whether a pickle carries the weights;
     - ``_model_to_save()``: the ``LoadedModel`` whose files a pickle or folder holds;
     - ``_extra_weights()``: tensors beside the checkpoint (a classifier's head), or None;
+    - ``_extra_files()`` / ``_restore_extra_files(files)``: other fitted artefacts as
+      ``{name: bytes}`` (a calibrated int8 encoder); none by default;
     - ``_attach_model(loaded, extra_weights)``: take a checkpoint restored from a pickle
       or folder;
     - ``_dtype_on(device)``: the precision name the estimator computes in on ``device``.
     """
 
     _TRANSIENT = ("_loaded",)
+
+    def _extra_files(self):
+        return {}
+
+    def _restore_extra_files(self, files):
+        if files:
+            raise ValueError(f"A {type(self).__name__} folder holds no fitted files.")
 
     @property
     def device_(self):
@@ -318,6 +366,7 @@ class EncoderPersistence:
             fingerprint=estimator.model_fingerprint_,
         )
         extra = read_saved_extra_weights(path, document)
+        estimator._restore_extra_files(read_saved_extra_files(path, document))
         if loaded is not None:
             estimator._attach_model(loaded, extra)
         logger.info("Loaded %s from %s on %s", cls.__name__, path, estimator.device_)

@@ -127,9 +127,12 @@ class AlbertVectorizer(
         Compute precision. "auto" is bfloat16 (or float16) on CUDA, bfloat16 on a CPU with
         native bfloat16 instructions (detected at run time), float32 otherwise. Reduced
         precision runs under autocast with the ``Linear`` weights stored in that precision;
-        normalisations and pooling stay float32. "int8" (CPU only) quantizes the ``Linear``
-        layers dynamically to int8: smaller and often faster on CPUs without bfloat16, at
-        some fidelity cost (see the benchmarks). Outputs are always float32.
+        normalisations and pooling stay float32. "int8" (CPU only, the ``int8`` extra) is
+        static int8 on OpenVINO: ``fit`` calibrates the activation ranges of every layer
+        application on (a sample of at most 300 of) its texts, or on a built-in sample
+        when it sees fewer than 32 (``int8_calibration_`` says which and how long it
+        took); results do not depend on the batch. See the devices page for speed and
+        fidelity. Outputs are always float32.
 
     embedding_cache : "memory", path-like or None, default="memory"
         Where encodings of already seen texts are kept, so that a text is encoded once per
@@ -191,6 +194,10 @@ class AlbertVectorizer(
         Number of texts passed to ``fit`` (or ``fit_transform``) longer than
         ``max_length_`` tokens. ``transform`` never changes it; use
         :meth:`find_truncated` for other texts.
+
+    int8_calibration_ : dict
+        Only with ``dtype="int8"``: ``n_texts`` calibrated on, ``seconds`` it took and
+        ``source`` ("fit texts" or "built-in sample").
 
     input_name_ : str or None
         The name of the text column seen in ``fit`` (a named pandas or polars Series, or
@@ -476,6 +483,9 @@ class AlbertVectorizer(
             estimator_name=type(self).__name__,
             compute_dtype=dtype_name(compute_dtype),
         )
+        self._int8_encoder = None
+        if settings.compute_dtype == "int8":
+            settings = self._calibrate_int8(texts, loaded, settings)
         self._loaded = loaded
         self._params_at_fit = {name: params[name] for name in SETTING_PARAMETERS}
         self.settings_ = settings
@@ -483,6 +493,48 @@ class AlbertVectorizer(
         self.hidden_size_ = loaded.hidden_size
         self.n_features_out_ = settings.n_features(loaded.hidden_size)
         self.input_name_ = name
+
+    def _calibrate_int8(self, texts, loaded, settings):
+        """Learn static int8 activation ranges from (a sample of) the texts fit sees."""
+        from ._cpu.int8 import (
+            MAX_CALIBRATION_TEXTS,
+            MIN_CALIBRATION_TEXTS,
+            builtin_calibration_texts,
+            calibrate_int8,
+            check_int8_supported,
+        )
+        from ._engine import cut_windows, tokenize
+
+        check_int8_supported(loaded.device)
+        sample = list(dict.fromkeys(texts))
+        source = "fit texts"
+        if len(sample) < MIN_CALIBRATION_TEXTS:
+            sample, source = builtin_calibration_texts(), "built-in sample"
+            warnings.warn(
+                f"dtype='int8' calibrates its activation ranges on the texts fit sees, but "
+                f"fit saw {len(set(texts))} distinct texts (fewer than "
+                f"{MIN_CALIBRATION_TEXTS}): calibrated on the built-in sample of "
+                f"{len(sample)} English sentences instead. Fit on texts like those you will "
+                "embed for the best fidelity.",
+                UserWarning,
+                stacklevel=4,
+            )
+        elif len(sample) > MAX_CALIBRATION_TEXTS:
+            chosen = np.random.default_rng(0).choice(len(sample), MAX_CALIBRATION_TEXTS, False)
+            sample = [sample[i] for i in np.sort(chosen)]
+        ids = cut_windows(
+            tokenize(loaded.tokenizer, sample), loaded, settings, long_text="truncate"
+        )
+        encoder = _remembered_calibration(loaded, ids.ids, calibrate_int8)
+        self._int8_encoder = encoder
+        self.int8_calibration_ = {
+            "n_texts": int(encoder.n_calibration_texts),
+            "seconds": round(float(encoder.calibration_seconds), 3),
+            "source": source,
+        }
+        from dataclasses import replace
+
+        return replace(settings, calibration_id=encoder.calibration_id)
 
     # ------------------------------------------------------------------ encoding
 
@@ -517,6 +569,14 @@ class AlbertVectorizer(
 
     def _runner(self):
         """The module that runs the forward pass at the fitted precision."""
+        if self.settings_.compute_dtype == "int8":
+            encoder = getattr(self, "_int8_encoder", None)
+            if encoder is None:
+                raise ValueError(
+                    "This dtype='int8' vectorizer holds no calibration (it was restored from "
+                    "a file written without it). Call fit again to calibrate."
+                )
+            return encoder
         from ._engine import runner_for
 
         return runner_for(self._ensure_loaded(), self.settings_)
@@ -643,6 +703,15 @@ class AlbertVectorizer(
     def _extra_weights(self):
         return None  # a vectorizer's weights are the checkpoint's, all in model/
 
+    def _extra_files(self):
+        encoder = getattr(self, "_int8_encoder", None)
+        return {} if encoder is None else encoder.to_files()
+
+    def _restore_extra_files(self, files):
+        from ._cpu.int8 import StaticInt8Encoder
+
+        self._int8_encoder = StaticInt8Encoder.from_files(files) if files else None
+
     def _attach_model(self, loaded, extra_weights):
         from ._loading import held_name, hold_in_memory
 
@@ -748,6 +817,25 @@ class AlbertVectorizer(
         from ._static import static_embeddings
 
         return static_embeddings(self._ensure_loaded(), words)
+
+
+# Calibrations by (model fingerprint, calibration ids): grid-search candidates fitted on the
+# same fold calibrate once. Entries live as long as an estimator holds the encoder.
+_calibrations = {}
+
+
+def _remembered_calibration(loaded, ids, calibrate):
+    import hashlib
+    import weakref
+
+    digest = hashlib.blake2b(repr(ids).encode(), digest_size=16).hexdigest()
+    key = (loaded.fingerprint, digest)
+    reference = _calibrations.get(key)
+    encoder = reference() if reference is not None else None
+    if encoder is None:
+        encoder = calibrate(loaded.model, ids, pad_id=loaded.pad_id)
+        _calibrations[key] = weakref.ref(encoder)
+    return encoder
 
 
 def _as_parameter_error(resolver, value):

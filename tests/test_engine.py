@@ -14,11 +14,11 @@ from sklearn_albert import AlbertClassifier, cache_info
 def _failing_above(limit, error_factory, calls):
     real_forward = engine.forward
 
-    def forward(runner, input_ids, attention_mask, compute_dtype, reduce):
+    def forward(runner, input_ids, attention_mask, compute_dtype, step):
         calls.append(len(input_ids))
         if len(input_ids) > limit:
             raise error_factory()
-        return real_forward(runner, input_ids, attention_mask, compute_dtype, reduce)
+        return real_forward(runner, input_ids, attention_mask, compute_dtype, step)
 
     return forward
 

@@ -293,3 +293,96 @@ def test_minilm_int8_stays_close_to_float32():
     cosine = torch.nn.functional.cosine_similarity(exact, quantized, dim=1)
     assert float(cosine.mean()) >= 0.99
     assert float(cosine.min()) >= 0.95
+
+
+# ---------------------------------------------------------------------- through the vectorizer
+
+
+@pytest.fixture(scope="module")
+def int8_vectorizer(tiny_albert_path):
+    from _tiny_model import generated_sentences
+
+    from sklearn_albert import AlbertVectorizer
+
+    texts = generated_sentences(80, seed=31)
+    return AlbertVectorizer(str(tiny_albert_path), dtype="int8").fit(texts), texts
+
+
+def test_fit_calibrates_on_its_texts_and_says_how(int8_vectorizer):
+    vect, texts = int8_vectorizer
+    assert vect.dtype_ == "int8"
+    assert vect.int8_calibration_["source"] == "fit texts"
+    assert vect.int8_calibration_["n_texts"] == len(set(texts))
+    assert vect.int8_calibration_["seconds"] > 0
+    assert vect.settings_.calibration_id
+
+
+def test_vectorizer_int8_is_batch_invariant(int8_vectorizer):
+    from sklearn.base import clone
+
+    vect, texts = int8_vectorizer
+    fresh = {}
+    for batch_size in (1, 7, 64):
+        other = clone(vect).set_params(batch_size=batch_size, embedding_cache=None).fit(texts)
+        # Fitted on the same texts, a clone reuses the calibration (a grid search's
+        # candidates calibrate once per fold).
+        assert other._int8_encoder is vect._int8_encoder
+        fresh[batch_size] = other.transform(texts)
+    shuffled = np.random.default_rng(0).permutation(len(texts))
+    reordered = other.transform([texts[i] for i in shuffled])
+    for batch_size in (7, 64):
+        assert np.abs(fresh[batch_size] - fresh[1]).max() <= 1e-4
+    assert np.abs(reordered - fresh[64][shuffled]).max() <= 1e-4
+
+
+def test_the_calibration_is_part_of_the_cache_key(int8_vectorizer, tiny_albert_path):
+    from sklearn_albert import AlbertVectorizer
+
+    vect, texts = int8_vectorizer
+    other = AlbertVectorizer(str(tiny_albert_path), dtype="int8").fit(texts[:40])
+    assert other.settings_.calibration_id != vect.settings_.calibration_id
+    assert other.settings_.cache_namespace != vect.settings_.cache_namespace
+
+
+def test_a_fit_on_one_text_calibrates_on_the_builtin_sample(tiny_albert_path):
+    from sklearn_albert import AlbertVectorizer
+
+    with pytest.warns(UserWarning, match="calibrated on the built-in sample"):
+        vect = AlbertVectorizer(str(tiny_albert_path), dtype="int8").fit(["x"])
+    assert vect.int8_calibration_["source"] == "built-in sample"
+    assert np.isfinite(vect.transform(["x", "a film"])).all()
+
+
+def test_pickle_and_save_load_keep_the_calibration(int8_vectorizer, tmp_path):
+    import pickle
+
+    from sklearn_albert import AlbertVectorizer
+
+    vect, texts = int8_vectorizer
+    expected = vect.set_params(embedding_cache=None).transform(texts)
+    restored = pickle.loads(pickle.dumps(vect))
+    loaded = AlbertVectorizer.load(vect.save(tmp_path / "int8"))
+    for other in (restored, loaded):
+        assert other.settings_.calibration_id == vect.settings_.calibration_id
+        np.testing.assert_allclose(other.transform(texts), expected, atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "int8" / "fitted").iterdir()) == sorted(
+        vect._int8_encoder.to_files()
+    )
+    vect.set_params(embedding_cache="memory")
+
+
+def test_token_vectors_run_the_calibrated_encoder(int8_vectorizer, monkeypatch):
+    from sklearn_albert._cpu.int8 import StaticInt8Encoder
+
+    vect, texts = int8_vectorizer
+    calls = []
+    real_call = StaticInt8Encoder.__call__
+
+    def counting_call(self, *args, **kwargs):
+        calls.append(self)
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(StaticInt8Encoder, "__call__", counting_call)
+    records = vect.transform_tokens(texts[:3])
+    assert calls and all(encoder is vect._int8_encoder for encoder in calls)
+    assert all(np.isfinite(record.embeddings).all() for record in records)

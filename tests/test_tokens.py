@@ -212,12 +212,12 @@ def test_words_come_from_character_offsets(text, offsets, expected):
     assert word_ids_from_offsets(text, offsets) == expected
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_token_vectors_run_the_model_transform_runs(vectorizer, dtype):
     texts = ["the music is lovely", "a dull film"]
     fitted = vectorizer.set_params(dtype=dtype, embedding_cache=None).fit(texts)
     runner = fitted._runner()
-    assert runner is not fitted._ensure_loaded().model or dtype == "float32"
+    assert runner is not fitted._ensure_loaded().model  # the packed inference copy
     calls = []
     handle = runner.register_forward_pre_hook(
         lambda module, args, kwargs: calls.append(1), with_kwargs=True
