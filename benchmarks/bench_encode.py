@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 
 import _common as common
+import _peers as peers
 import numpy as np
 
 REFERENCE_SYSTEM = "sentence_transformers"
@@ -87,7 +88,9 @@ def albert_vectorizer_system(folder, n_texts, *, device, name, label, **params):
     """AlbertVectorizer, fitted (model loaded) now, its cache emptied before each call."""
     from sklearn_albert import AlbertVectorizer, clear_cache
 
-    vectorizer = AlbertVectorizer(str(folder), device=device, **params).fit(["warm up"])
+    # int8 calibrates on what fit sees: the 300 seeded SST-2 train sentences the peers use.
+    warm_up = peers.calibration_texts() if params.get("dtype") == "int8" else ["warm up"]
+    vectorizer = AlbertVectorizer(str(folder), device=device, **params).fit(warm_up)
     return System(
         name=name,
         label=label,
@@ -581,7 +584,7 @@ def minilm_fidelity(texts, device):
     stsb = common.read_stsb_test()
     result = {"n_texts": len(texts), "stsb_test_pairs": None if stsb is None else len(stsb[0])}
     for dtype, vectorizer in vectorizers.items():
-        vectorizer.fit(["x"])
+        vectorizer.fit(peers.calibration_texts() if dtype == "int8" else ["x"])
         cosines = cosine_rows(vectorizer.transform(texts), exact)
         figures = {"dtype": vectorizer.dtype_}
         if dtype != "float32":
