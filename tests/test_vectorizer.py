@@ -341,17 +341,6 @@ def test_reduced_precision_stays_close_to_float32(vectorizer, dtype):
     assert not np.array_equal(exact, fast)
 
 
-def test_int8_quantizes_every_linear_weight_per_output_channel(vectorizer):
-    import torch
-
-    vectorizer.set_params(dtype="int8").fit(TEXTS)
-    quantized = vectorizer._ensure_loaded().model_for("int8")
-
-    linears = [m for m in quantized.modules() if type(m).__name__ == "Linear"]
-    assert linears and not any(type(m) is torch.nn.Linear for m in quantized.modules())
-    assert {m.weight().qscheme() for m in linears} == {torch.per_channel_affine}
-
-
 def test_auto_dtype_follows_the_hardware(vectorizer):
     from sklearn_albert._devices import cpu_supports_bfloat16
 
