@@ -16,15 +16,16 @@ from sklearn.base import (
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._cache import MEMORY_CACHE, DiskCache, TextEncoding, namespace_for
+from ._cache import Encodings, embedding_cache_for, namespace_for, stored_precision
 from ._long_texts import CHUNK_AGGREGATIONS
 from ._pooling import POOLING_NAMES, combine_pooled, n_pooled_features
 from ._validation import validate_texts
 
 logger = logging.getLogger("sklearn_albert")
 
-# Cached encodings are turned into features this many texts at a time, to bound memory.
-ASSEMBLY_CHUNK = 512
+# Cached encodings are looked up and turned into features this many texts at a time, to
+# bound memory.
+ASSEMBLY_CHUNK = 4096
 
 
 class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -111,8 +112,13 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     embedding_cache : "memory", path-like or None, default="memory"
         Where encodings of already seen texts are kept, so that a text is encoded once per
         model and setting even across ``clone`` (grid search candidates and folds).
-        "memory" uses a process-wide, bounded cache (see :func:`set_cache_limit`); a
-        folder path adds a SQLite file there that processes share; None turns caching off.
+        "memory" uses a process-wide cache bounded in RAM (1 GiB, see
+        :func:`set_cache_limit`) that spills to a temporary file beyond that; a folder path
+        keeps them on disk there, shared by processes such as the joblib workers of
+        ``GridSearchCV(n_jobs=2)``; None turns caching off. With ``dtype_="float32"`` the
+        cache is exact; with a reduced precision it keeps float16 vectors, and features
+        then equal those of ``embedding_cache=None`` to a relative 4.9e-4 per summary
+        value (see :ref:`caching`).
 
     store_weights_in_pickle : bool, default=False
         If False, a pickle holds the parameters only and reloads the model from
@@ -426,16 +432,14 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             chunking=chunking,
         )
 
-    def _caches(self):
-        if self.embedding_cache is None:
-            return None, None
-        memory = MEMORY_CACHE if MEMORY_CACHE.max_bytes > 0 else None
-        if isinstance(self.embedding_cache, str) and self.embedding_cache == "memory":
-            return memory, None
-        return memory, DiskCache(self.embedding_cache)
-
     def _embed(self, texts):
-        """Features for ``texts``: each distinct text is looked up or encoded once."""
+        """Features for ``texts``: each distinct text is looked up or encoded once.
+
+        The cache protocol: ``lookup`` every distinct text; for the misses, enter
+        ``writing(namespace)`` (exclusive across processes for a disk cache), ``lookup`` them
+        again (another process may have written them meanwhile), encode what is still
+        missing and ``store`` each finished batch.
+        """
         position_of = {}
         inverse = np.fromiter(
             (position_of.setdefault(text, len(position_of)) for text in texts),
@@ -444,52 +448,51 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         )
         unique = list(position_of)
         features = np.empty((len(unique), self.n_features_out_), dtype=np.float32)
-        namespace = self._cache_namespace()
-        memory, disk = self._caches()
-
-        found = memory.get_many(namespace, unique) if memory is not None else {}
-        if disk is not None and len(found) < len(unique):
-            from_disk = disk.get_many(namespace, [t for t in unique if t not in found])
-            if memory is not None:
-                for text, entry in from_disk.items():
-                    memory.put(namespace, text, entry)
-            found.update(from_disk)
-        self._write_cached(features, position_of, found)
-
-        missing = [text for text in unique if text not in found]
-        n_truncated = sum(entry.truncated for entry in found.values())
-        if missing:
-            n_truncated += self._encode_missing(
-                features, position_of, missing, namespace, memory, disk
-            )
+        cache = embedding_cache_for(self.embedding_cache)
+        if cache is None:
+            n_truncated = self._encode_missing(features, position_of, unique, None, None)
+        else:
+            namespace = self._cache_namespace()
+            missing, n_truncated = self._write_cached(features, position_of, unique, cache)
+            if missing:
+                with cache.writing(namespace):
+                    missing, more = self._write_cached(features, position_of, missing, cache)
+                    n_truncated += more
+                    if missing:
+                        n_truncated += self._encode_missing(
+                            features, position_of, missing, namespace, cache
+                        )
         self._report_truncation(n_truncated, len(unique))
         return features if len(unique) == len(texts) else features[inverse]
 
-    def _write_cached(self, features, position_of, found):
-        items = list(found.items())
-        for start in range(0, len(items), ASSEMBLY_CHUNK):
-            chunk = items[start : start + ASSEMBLY_CHUNK]
-            rows = [position_of[text] for text, _ in chunk]
-            features[rows] = self._combine([entry for _, entry in chunk])
-
-    def _combine(self, entries):
+    def _write_cached(self, features, position_of, texts, cache):
+        """Write the rows of cached ``texts``; returns the texts not found and the truncated."""
         layers = self._validated_layers(self.n_hidden_states_)
-        summaries = np.stack([entry.summaries[:, layers] for entry in entries])
-        pooler = (
-            np.stack([entry.pooler for entry in entries]) if entries[0].pooler is not None else None
-        )
-        n_tokens = np.array([entry.n_tokens for entry in entries])
+        namespace = self._cache_namespace()
+        missing, n_truncated = [], 0
+        for start in range(0, len(texts), ASSEMBLY_CHUNK):
+            chunk = texts[start : start + ASSEMBLY_CHUNK]
+            found, encodings = cache.lookup(namespace, chunk, layers)
+            if found.any():
+                rows = [position_of[text] for text, hit in zip(chunk, found) if hit]
+                features[rows] = self._combine(encodings)
+                n_truncated += int(encodings.truncated.sum())
+            missing.extend(text for text, hit in zip(chunk, found) if not hit)
+        return missing, n_truncated
+
+    def _combine(self, encodings):
+        """Features from encodings whose summaries hold the selected layers only."""
         return combine_pooled(
-            summaries,
-            pooler,
-            n_tokens,
+            encodings.summaries,
+            encodings.pooler,
+            encodings.n_tokens,
             pooling=self._validated_pooling(),
-            layers=range(len(layers)),
+            layers=range(encodings.summaries.shape[2]),
             layer_aggregation=self.layer_aggregation,
         )
 
-    def _encode_missing(self, features, position_of, texts, namespace, memory, disk):
-        """Run the encoder on ``texts``, write their rows, and cache what fits.
+    def _encode_missing(self, features, position_of, texts, namespace, cache):
+        """Run the encoder on ``texts``, write their rows, and store them in ``cache``.
 
         Texts go through in groups (``_batching.tokenized_groups``): each group is
         tokenized, cut into windows, sorted and encoded; on CUDA the next group is
@@ -500,16 +503,6 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         from ._batching import AUTO_TOKEN_BUDGET, tokenized_groups
 
         loaded = self._ensure_loaded()
-        entry_bytes = 4 * self.hidden_size_ * (3 * self.n_hidden_states_ + 1)
-        keep_in_memory = memory is not None and memory.can_hold(len(texts) * entry_bytes)
-        if memory is not None and not keep_in_memory:
-            logger.info(
-                "Not caching %d new texts in memory: they need about %d MB, more than the "
-                "cache's %d MB bound (sklearn_albert.set_cache_limit).",
-                len(texts),
-                len(texts) * entry_bytes >> 20,
-                memory.max_bytes >> 20,
-            )
         max_tokens = self.max_tokens_per_batch
         if max_tokens == "auto":
             max_tokens = AUTO_TOKEN_BUDGET.get(loaded.device.type, 4096)
@@ -518,8 +511,7 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             features,
             position_of,
             namespace=namespace,
-            memory=memory if keep_in_memory else None,
-            disk=disk,
+            cache=cache,
         )
         progress = _progress_bar(len(texts)) if self.verbose else None
         n_truncated = 0
@@ -563,8 +555,7 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                     if len(parts) < n_windows[index]:
                         continue
                     summary = self._merge_windows(partial.pop(index))
-                encoding = TextEncoding(*summary, int(n_tokens[index]), bool(truncated[index]))
-                finished.append((texts[index], encoding))
+                finished.append((texts[index], *summary, n_tokens[index], truncated[index]))
             if finished:
                 store(finished)
                 if progress is not None:
@@ -604,15 +595,30 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         n_tokens = np.array([n for _, _, n in parts])
         return merge_windows(summaries, poolers, n_tokens, self.chunk_aggregation)
 
-    def _store_finished(self, features, position_of, finished, *, namespace, memory, disk):
-        """Write the rows of finished ``(text, encoding)`` pairs and offer them to the caches."""
-        rows = [position_of[text] for text, _ in finished]
-        features[rows] = self._combine([entry for _, entry in finished])
-        if memory is not None:
-            for text, entry in finished:
-                memory.put(namespace, text, entry)
-        if disk is not None:
-            disk.put_many(namespace, finished)
+    def _store_finished(self, features, position_of, finished, *, namespace, cache):
+        """Write the rows of finished texts and store their encodings in ``cache``.
+
+        ``finished`` holds ``(text, summaries, pooler, n_tokens, truncated)`` tuples. With a
+        cache, the rows are built from the vectors as the cache keeps them
+        (``stored_precision``), so that they equal what a later lookup gives.
+        """
+        texts = [item[0] for item in finished]
+        encodings = Encodings(
+            np.stack([item[1] for item in finished]),
+            None if finished[0][2] is None else np.stack([item[2] for item in finished]),
+            np.array([item[3] for item in finished], dtype=np.int64),
+            np.array([item[4] for item in finished], dtype=bool),
+        )
+        # Reduced-precision forward passes are kept in float16, whose rounding is an eighth
+        # of one bfloat16 rounding; float32 ones are kept exactly.
+        storage_dtype = "float32" if self.dtype_ == "float32" else "float16"
+        if cache is not None:
+            encodings = stored_precision(encodings, storage_dtype)
+        layers = list(self._validated_layers(self.n_hidden_states_))
+        selected = encodings._replace(summaries=encodings.summaries[:, :, layers])
+        features[[position_of[text] for text in texts]] = self._combine(selected)
+        if cache is not None:
+            cache.store(namespace, texts, encodings, storage_dtype=storage_dtype)
 
     def _compute_dtype(self):
         import torch
