@@ -73,6 +73,9 @@ BLOCK_BYTES = 32 << 20
 MAX_BLOCK_ROWS = 4096
 #: What an entry costs beside its vectors: its key in the index and its two scalars.
 ENTRY_OVERHEAD_BYTES = 100
+# An entry's place in memory is one int: its block's serial number, then its row.
+ROW_BITS = 16
+ROW_MASK = (1 << ROW_BITS) - 1
 
 DISK_FOLDER_NAME = "sklearn_albert_cache"
 DISK_FORMAT_VERSION = 1
@@ -146,11 +149,13 @@ def _check_storage_dtype(storage_dtype):
 def _storable(encodings, dtype):
     """``(columns, fits)``: the vectors as (n_columns, n, dim) ``dtype``, and which rows fit."""
     n, _, n_hidden_states, dim = encodings.summaries.shape
-    columns = np.moveaxis(encodings.summaries, 0, 2).reshape(3 * n_hidden_states, n, dim)
-    if encodings.pooler is not None:
-        columns = np.concatenate([columns, encodings.pooler[None]], axis=0)
-    fits = (np.abs(columns) <= float(np.finfo(dtype).max)).all(axis=(0, 2))  # NaN fails too
-    return columns.astype(dtype), fits
+    with np.errstate(over="ignore"):  # values beyond the range become inf: ``fits`` is False
+        columns = np.moveaxis(encodings.summaries, 0, 2).astype(dtype)
+        columns = columns.reshape(3 * n_hidden_states, n, dim)
+        if encodings.pooler is not None:
+            columns = np.concatenate([columns, encodings.pooler[None].astype(dtype)], axis=0)
+    fits = np.isfinite(columns).all(axis=(0, 2))  # NaN fails too
+    return columns, fits
 
 
 def stored_precision(encodings, storage_dtype="float16"):
@@ -178,7 +183,8 @@ def stored_precision(encodings, storage_dtype="float16"):
         return encodings
 
     def rounded(values):
-        out = values.astype(dtype).astype(np.float32)
+        with np.errstate(over="ignore"):  # such rows are put back unrounded below
+            out = values.astype(dtype).astype(np.float32)
         axes = tuple(range(1, values.ndim))
         too_big = ~(np.abs(values) <= float(np.finfo(dtype).max)).all(axis=axes)
         out[too_big] = values[too_big]
@@ -197,24 +203,26 @@ def _empty_encodings(n_layers, dim=0, has_pooler=False):
     )
 
 
-def _assemble(layout, layers, n_found, parts):
-    """Encodings of ``n_found`` texts from ``(out_rows, columns, n_tokens, truncated)`` parts.
+def _gathered(layout, layers, n_found):
+    """An empty (n_columns asked, n_found, dim) buffer for :func:`_assemble`."""
+    return np.empty((len(layout.columns_for(layers)), n_found, layout.dim), dtype=layout.dtype)
 
-    ``columns`` is (len(layout.columns_for(layers)), len(out_rows), dim) float16.
-    """
-    n_layers = len(layers)
+
+def _assemble(layout, layers, gathered, n_tokens, truncated):
+    """Encodings from the gathered columns of :meth:`_Layout.columns_for` ``(layers)``."""
+    n_layers, n_found = len(layers), gathered.shape[1]
     summaries = np.empty((n_found, 3, n_layers, layout.dim), dtype=np.float32)
-    pooler = np.empty((n_found, layout.dim), dtype=np.float32) if layout.has_pooler else None
-    n_tokens = np.empty(n_found, dtype=np.int64)
-    truncated = np.empty(n_found, dtype=bool)
-    for out_rows, columns, part_tokens, part_truncated in parts:
-        block = columns[: 3 * n_layers].reshape(3, n_layers, len(out_rows), layout.dim)
-        summaries[out_rows] = np.moveaxis(block, 2, 0)
-        if pooler is not None:
-            pooler[out_rows] = columns[-1]
-        n_tokens[out_rows] = part_tokens
-        truncated[out_rows] = part_truncated
+    by_column = gathered[: 3 * n_layers].reshape(3, n_layers, n_found, layout.dim)
+    summaries[...] = np.moveaxis(by_column, 2, 0)
+    pooler = gathered[-1].astype(np.float32) if layout.has_pooler else None
     return Encodings(summaries, pooler, n_tokens, truncated)
+
+
+def _groups(block_ids):
+    """``(block id, positions)`` pairs: the positions in ``block_ids`` of each block."""
+    order = np.argsort(block_ids, kind="stable")
+    ids, starts = np.unique(block_ids[order], return_index=True)
+    return zip(ids.tolist(), np.split(order, starts[1:]))
 
 
 def _read_columns(fd, base, capacity, dim, dtype, columns, rows):
@@ -290,7 +298,8 @@ class _CacheBase:
 class _Block:
     """Up to ``capacity`` texts of one namespace, columnar: (n_columns, capacity, dim)."""
 
-    def __init__(self, namespace, layout, capacity):
+    def __init__(self, serial, namespace, layout, capacity):
+        self.serial = serial
         self.namespace = namespace
         self.layout = layout
         self.capacity = capacity
@@ -383,10 +392,13 @@ class MemoryCache(_CacheBase):
         self._reset()
 
     def _reset(self):
-        self._index = {}  # namespace -> {text: (block, row)}
+        # namespace -> {text: block serial << ROW_BITS | row}: one int per entry, so that a
+        # lookup turns into arrays at once.
+        self._index = {}
         self._layouts = {}  # namespace -> _Layout
         self._open = {}  # namespace -> the block still being filled
-        self._blocks = OrderedDict()  # id(block) -> block, least recently used first
+        self._blocks = OrderedDict()  # serial -> block, least recently used first
+        self._next_serial = 0
         self._ram_bytes = 0
         self._spill_bytes = 0
         self._spill = None
@@ -418,28 +430,30 @@ class MemoryCache(_CacheBase):
                 self._count(0, len(texts))
                 return np.zeros(len(texts), dtype=bool), _empty_encodings(len(layers))
             layout = self._layouts[namespace]
-            places = [index.get(text) for text in texts]
-            found = np.fromiter((p is not None for p in places), dtype=bool, count=len(texts))
-            by_block = {}
-            for out_row, place in enumerate(p for p in places if p is not None):
-                block, row = place
-                by_block.setdefault(id(block), (block, [], []))
-                by_block[id(block)][1].append(out_row)
-                by_block[id(block)][2].append(row)
+            codes = np.fromiter(
+                (index.get(text, -1) for text in texts), dtype=np.int64, count=len(texts)
+            )
+            found = codes >= 0
+            codes = codes[found]
+            rows = codes & ROW_MASK
             columns = layout.columns_for(layers)
-            parts = []
-            for key, (block, out_rows, rows) in by_block.items():
-                rows = np.asarray(rows, dtype=np.intp)
-                vectors = block.read(self._spill, columns, rows)
-                parts.append((out_rows, vectors, block.n_tokens[rows], block.truncated[rows]))
-                self._blocks.move_to_end(key)
-            self._count(int(found.sum()), len(texts))
-            return found, _assemble(layout, layers, int(found.sum()), parts)
+            gathered = _gathered(layout, layers, len(codes))
+            n_tokens = np.empty(len(codes), dtype=np.int64)
+            truncated = np.empty(len(codes), dtype=bool)
+            for serial, positions in _groups(codes >> ROW_BITS):
+                block = self._blocks[serial]
+                block_rows = rows[positions]
+                gathered[:, positions] = block.read(self._spill, columns, block_rows)
+                n_tokens[positions] = block.n_tokens[block_rows]
+                truncated[positions] = block.truncated[block_rows]
+                self._blocks.move_to_end(serial)
+            self._count(len(codes), len(texts))
+            return found, _assemble(layout, layers, gathered, n_tokens, truncated)
 
     def store(self, namespace, texts, encodings, *, storage_dtype="float16"):
         """Keep the full encodings (all hidden states) of ``texts``.
 
-        Texts already kept, and texts whose vectors exceed float16's range, are skipped.
+        Texts already kept, and texts whose vectors exceed the storage range, are skipped.
         Least recently used blocks move to the spill file when RAM is over its bound.
 
         Parameters
@@ -457,7 +471,6 @@ class MemoryCache(_CacheBase):
             return
         dtype = _check_storage_dtype(storage_dtype)
         layout = _Layout.of(encodings, storage_dtype)
-        columns, fits = _storable(encodings, dtype)
         with self._lock:
             if self.max_bytes == 0:
                 return
@@ -468,42 +481,51 @@ class MemoryCache(_CacheBase):
                     f"{known}; a namespace must name one model."
                 )
             index = self._index.setdefault(namespace, {})
-            new = []
+            new, seen = [], set()
             for position, text in enumerate(texts):
-                if fits[position] and text not in index:
-                    index[text] = None  # reserves the text against duplicates in this batch
+                if text not in index and text not in seen:
+                    seen.add(text)
                     new.append(position)
-            start = 0
-            while start < len(new):
+            if not new:
+                return
+            columns, fits = _storable(_rows_of(encodings, new), dtype)
+            if not fits.all():
+                new = [position for position, fit in zip(new, fits) if fit]
+                columns = columns[:, fits]
+            done = 0
+            while done < len(new):
                 block = self._open_block(namespace, layout)
-                take = new[start : start + block.capacity - len(block.texts)]
                 first = len(block.texts)
-                rows = slice(first, first + len(take))
-                block.data[:, rows] = columns[:, take]
-                block.n_tokens[rows] = encodings.n_tokens[take]
-                block.truncated[rows] = encodings.truncated[take]
-                for row, position in enumerate(take, start=first):
-                    block.texts.append(texts[position])
-                    index[texts[position]] = (block, row)
-                    self._ram_bytes += ENTRY_OVERHEAD_BYTES + len(texts[position])
-                self._blocks.move_to_end(id(block))
-                start += len(take)
+                take = min(len(new) - done, block.capacity - first)
+                positions = new[done : done + take]
+                block.data[:, first : first + take] = columns[:, done : done + take]
+                block.n_tokens[first : first + take] = encodings.n_tokens[positions]
+                block.truncated[first : first + take] = encodings.truncated[positions]
+                code = block.serial << ROW_BITS
+                for row, position in enumerate(positions, start=first):
+                    text = texts[position]
+                    block.texts.append(text)
+                    index[text] = code | row
+                    self._ram_bytes += ENTRY_OVERHEAD_BYTES + len(text)
+                self._blocks.move_to_end(block.serial)
+                done += take
             self._make_room()
 
     # ------------------------------------------------------------------ blocks
 
     def _capacity(self, layout):
         if self.block_rows is not None:
-            return self.block_rows
+            return min(self.block_rows, ROW_MASK + 1)
         target = min(BLOCK_BYTES, max(self.max_bytes // 4, 1))
         return int(np.clip(target // layout.row_bytes, 1, MAX_BLOCK_ROWS))
 
     def _open_block(self, namespace, layout):
         block = self._open.get(namespace)
         if block is None or block.full:
-            block = _Block(namespace, layout, self._capacity(layout))
+            block = _Block(self._next_serial, namespace, layout, self._capacity(layout))
+            self._next_serial += 1
             self._open[namespace] = block
-            self._blocks[id(block)] = block
+            self._blocks[block.serial] = block
             self._ram_bytes += block.nbytes
         return block
 
@@ -530,7 +552,7 @@ class MemoryCache(_CacheBase):
         if self._spill is None:
             self._spill = _SpillFile()
         offset = self._spill.allocate(block.nbytes)
-        os.pwrite(self._spill.fd, block.data.tobytes(), offset)
+        os.pwrite(self._spill.fd, block.data, offset)
         block.spill_offset, block.data = offset, None
         self._ram_bytes -= block.nbytes
         self._spill_bytes += block.nbytes
@@ -541,9 +563,9 @@ class MemoryCache(_CacheBase):
             self.max_spill_bytes = _default_spill_bound(folder)
         return self.max_spill_bytes
 
-    def _forget(self, block):
+    def _forget(self, block, *, release=True):
         """Drop a block and its entries, wherever it lives."""
-        del self._blocks[id(block)]
+        del self._blocks[block.serial]
         if self._open.get(block.namespace) is block:
             del self._open[block.namespace]
         index = self._index[block.namespace]
@@ -553,7 +575,8 @@ class MemoryCache(_CacheBase):
         if block.data is not None:
             self._ram_bytes -= block.nbytes
         else:
-            self._spill.release(block.spill_offset, block.nbytes)
+            if release:
+                self._spill.release(block.spill_offset, block.nbytes)
             self._spill_bytes -= block.nbytes
 
     # ------------------------------------------------------------------ management
@@ -586,27 +609,34 @@ class MemoryCache(_CacheBase):
         self._lock = threading.RLock()
         self._local = threading.local()
         for block in [b for b in self._blocks.values() if b.data is None]:
-            del self._blocks[id(block)]
-            index = self._index[block.namespace]
-            for text in block.texts:
-                del index[text]
-                self._ram_bytes -= ENTRY_OVERHEAD_BYTES + len(text)
-        self._spill, self._spill_bytes = None, 0
+            self._forget(block, release=False)
+        self._spill = None
 
     def info(self):
         with self._lock:
             spilled = [b for b in self._blocks.values() if b.data is None]
-            n_spilled = sum(len(b.texts) for b in spilled)
             return {
                 "hits": self.hits,
                 "misses": self.misses,
                 "entries": sum(len(index) for index in self._index.values()),
                 "bytes": self._ram_bytes,
                 "max_bytes": self.max_bytes,
-                "spilled_entries": n_spilled,
+                "spilled_entries": sum(len(b.texts) for b in spilled),
                 "spill_bytes": self._spill_bytes,
                 "max_spill_bytes": self.max_spill_bytes,
             }
+
+
+def _rows_of(encodings, positions):
+    """The encodings of the texts at ``positions`` (a view when they are all of them)."""
+    if len(positions) == len(encodings.n_tokens):
+        return encodings
+    return Encodings(
+        encodings.summaries[positions],
+        None if encodings.pooler is None else encodings.pooler[positions],
+        encodings.n_tokens[positions],
+        encodings.truncated[positions],
+    )
 
 
 # ---------------------------------------------------------------------- the disk store
@@ -716,25 +746,24 @@ class DiskCache(_CacheBase):
                 count=len(texts),
             )
             found = slots >= 0
-            found_slots = slots[found]
+            slots = slots[found]
             columns = state.layout.columns_for(layers)
-            parts = []
-            blocks = found_slots // state.block_rows
-            for block in np.unique(blocks):
-                out_rows = np.flatnonzero(blocks == block)
-                slot = found_slots[out_rows]
-                vectors = _read_columns(
+            gathered = _gathered(state.layout, layers, len(slots))
+            for block, positions in _groups(slots // state.block_rows):
+                gathered[:, positions] = _read_columns(
                     state.data_fd,
-                    state.block_base(int(block)),
+                    state.block_base(block),
                     state.block_rows,
                     state.layout.dim,
                     state.layout.dtype,
                     columns,
-                    slot % state.block_rows,
+                    slots[positions] % state.block_rows,
                 )
-                parts.append((out_rows, vectors, state.n_tokens[slot], state.truncated[slot]))
-            self._count(int(found.sum()), len(texts))
-            return found, _assemble(state.layout, layers, int(found.sum()), parts)
+            self._count(len(slots), len(texts))
+            encodings = _assemble(
+                state.layout, layers, gathered, state.n_tokens[slots], state.truncated[slots]
+            )
+            return found, encodings
 
     def store(self, namespace, texts, encodings, *, storage_dtype="float16"):
         """Append the encodings of ``texts`` not already on disk.
@@ -746,7 +775,6 @@ class DiskCache(_CacheBase):
             return
         dtype = _check_storage_dtype(storage_dtype)
         layout = _Layout.of(encodings, storage_dtype)
-        columns, fits = _storable(encodings, dtype)
         with self._lock, self._exclusive(namespace):
             state = self._namespace(namespace)
             if not state.open():
@@ -760,10 +788,12 @@ class DiskCache(_CacheBase):
             digests = [_digest(text) for text in texts]
             new, seen = [], set()
             for position, digest in enumerate(digests):
-                if fits[position] and digest not in state.slots and digest not in seen:
+                if digest not in state.slots and digest not in seen:
                     seen.add(digest)
                     new.append(position)
-            self._append(state, [digests[p] for p in new], columns[:, new], encodings, new)
+            columns, fits = _storable(_rows_of(encodings, new), dtype)
+            new = [position for position, fit in zip(new, fits) if fit]
+            self._append(state, [digests[p] for p in new], columns[:, fits], encodings, new)
             self._add_writes(state, len(texts))
 
     def _append(self, state, digests, columns, encodings, positions):
