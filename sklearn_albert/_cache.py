@@ -8,24 +8,26 @@ attended tokens and whether the text was truncated. Every ``pooling``, ``layers`
 ``layer_aggregation`` and ``normalize`` value is computed from those, so a grid search over
 them, or over a downstream classifier, runs the encoder once per text.
 
-Vectors are stored in float16. Each stored value is within a relative 2**-11 (4.9e-4) of the
+Vectors are kept in the precision the caller names per namespace (``storage_dtype``):
+float32 for float32 forward passes, exact; float16 for reduced-precision ones (bfloat16,
+float16, int8), half the size. Each float16 value is within a relative 2**-11 (4.9e-4) of the
 float32 the forward pass produced (absolute 3e-8 below 6.1e-5), one eighth of a single
-bfloat16 rounding, the precision the forward pass itself runs in on most CPUs and GPUs. The
-vectorizer builds the features of texts it has just encoded from the same rounded values
-(:func:`stored_precision`), so a transform's output never depends on what the cache held.
-A text whose vectors exceed float16's range (65,504) is not kept; it is encoded every time.
+bfloat16 rounding. The vectorizer builds the features of texts it has just encoded from the
+same rounded values (:func:`stored_precision`), so a transform's output never depends on what
+the cache held. A text whose vectors exceed float16's range (65,504) is not kept; it is
+encoded every time.
 
 How big it gets
 ---------------
-A text costs ``2 x hidden_size x (3 x n_hidden_states + pooler)`` bytes of vectors, plus
-about 100 bytes of index and the text itself:
+A text costs ``itemsize x hidden_size x (3 x n_hidden_states + pooler)`` bytes of vectors,
+plus about 100 bytes of index and the text itself:
 
-============================  ======  =============  ======  ============  ===========
-model                         hidden  hidden states  pooler  bytes / text  texts / GiB
-============================  ======  =============  ======  ============  ===========
-ALBERT-base                   768     13             yes     61,440        17,476
-all-MiniLM-L6-v2              384     7              yes     16,896        63,550
-============================  ======  =============  ======  ============  ===========
+============================  ======  =============  ===================  ===================
+model                         hidden  hidden states  float16: B / text    float32: B / text
+============================  ======  =============  ===================  ===================
+ALBERT-base                   768     13             61,440 (17,476/GiB)  122,880 (8,738/GiB)
+all-MiniLM-L6-v2              384     7              16,896 (63,550/GiB)  33,792 (31,775/GiB)
+============================  ======  =============  ===================  ===================
 
 Where
 -----
