@@ -132,12 +132,27 @@ class _Layout(NamedTuple):
     def row_bytes(self):
         return self.n_columns * self.dim * self.dtype.itemsize
 
-    def columns_for(self, layers):
-        """Column indices of the cls, mean and max of ``layers`` (then the pooler's)."""
-        columns = [s * self.n_hidden_states + layer for s in range(3) for layer in layers]
-        if self.has_pooler:
+    def columns_for(self, layers, wanted):
+        """Column indices of the wanted summaries of ``layers`` (then the pooler's)."""
+        summary_ids, with_pooler = wanted
+        columns = [s * self.n_hidden_states + layer for s in summary_ids for layer in layers]
+        if self.has_pooler and with_pooler:
             columns.append(3 * self.n_hidden_states)
         return columns
+
+
+#: The names ``lookup(kinds=...)`` accepts: the three summaries, in their order, and the pooler.
+KINDS = ("cls", "mean", "max", "pooler")
+
+
+def _wanted(kinds):
+    """``(summary indices, pooler wanted)`` for a ``kinds`` argument of ``lookup``."""
+    if kinds is None:
+        return (0, 1, 2), True
+    kinds = set(kinds)
+    if not kinds <= set(KINDS):
+        raise ValueError(f"Got kinds={sorted(kinds)!r} but expected a subset of {KINDS}.")
+    return tuple(i for i, kind in enumerate(KINDS[:3]) if kind in kinds), "pooler" in kinds
 
 
 def _check_storage_dtype(storage_dtype):
@@ -205,19 +220,23 @@ def _empty_encodings(n_layers, dim=0, has_pooler=False):
     )
 
 
-def _gathered(layout, layers, n_found):
-    """An empty (n_columns asked, n_found, dim) buffer for :func:`_assemble`."""
-    return np.empty((len(layout.columns_for(layers)), n_found, layout.dim), dtype=layout.dtype)
+def _assemble(layout, layers, wanted, gathered, n_tokens, truncated):
+    """Encodings from the columns gathered for :meth:`_Layout.columns_for`.
 
-
-def _assemble(layout, layers, gathered, n_tokens, truncated):
-    """Encodings from the gathered columns of :meth:`_Layout.columns_for` ``(layers)``."""
+    ``summaries`` is a (n, 3, n_layers, dim) view of a (3, n_layers, n, dim) array: the
+    float32 conversion is then one contiguous pass per summary, and what callers index (a
+    summary and some layers of every text) stays cheap. Summaries (and a pooler) not in
+    ``wanted`` are left unset, so that a lookup converts only what the caller will read.
+    """
+    summary_ids, with_pooler = wanted
     n_layers, n_found = len(layers), gathered.shape[1]
-    summaries = np.empty((n_found, 3, n_layers, layout.dim), dtype=np.float32)
-    by_column = gathered[: 3 * n_layers].reshape(3, n_layers, n_found, layout.dim)
-    summaries[...] = np.moveaxis(by_column, 2, 0)
-    pooler = gathered[-1].astype(np.float32) if layout.has_pooler else None
-    return Encodings(summaries, pooler, n_tokens, truncated)
+    full = np.empty((3, n_layers, n_found, layout.dim), dtype=np.float32)
+    for position, summary in enumerate(summary_ids):
+        full[summary] = gathered[position * n_layers : (position + 1) * n_layers]
+    pooler = None
+    if layout.has_pooler:
+        pooler = gathered[-1].astype(np.float32) if with_pooler else np.empty_like(full[0, 0])
+    return Encodings(np.moveaxis(full, 2, 0), pooler, n_tokens, truncated)
 
 
 def _groups(block_ids):
@@ -407,7 +426,7 @@ class MemoryCache(_CacheBase):
 
     # ------------------------------------------------------------------ the interface
 
-    def lookup(self, namespace, texts, layers):
+    def lookup(self, namespace, texts, layers, *, kinds=None):
         """Find cached texts and return their vectors for ``layers``.
 
         Parameters
@@ -417,13 +436,18 @@ class MemoryCache(_CacheBase):
         texts : list of str
         layers : tuple of int
             Non-negative indices into the hidden states.
+        kinds : collection of {"cls", "mean", "max", "pooler"}, default=None
+            What the caller will read; None means all. The values of other summaries (and
+            of the pooler) in the result are unspecified: leaving them out skips their
+            reading and conversion, most of a lookup's cost.
 
         Returns
         -------
         found : ndarray of shape (len(texts),), bool
         encodings : Encodings
             Of the found texts, in their order in ``texts``; ``summaries`` has shape
-            ``(found.sum(), 3, len(layers), dim)``, float32.
+            ``(found.sum(), 3, len(layers), dim)``, float32 (a view of a summary-major
+            array).
         """
         layers = tuple(int(layer) for layer in layers)
         with self._lock:
@@ -438,8 +462,9 @@ class MemoryCache(_CacheBase):
             found = codes >= 0
             codes = codes[found]
             rows = codes & ROW_MASK
-            columns = layout.columns_for(layers)
-            gathered = _gathered(layout, layers, len(codes))
+            wanted = _wanted(kinds)
+            columns = layout.columns_for(layers, wanted)
+            gathered = np.empty((len(columns), len(codes), layout.dim), dtype=layout.dtype)
             n_tokens = np.empty(len(codes), dtype=np.int64)
             truncated = np.empty(len(codes), dtype=bool)
             for serial, positions in _groups(codes >> ROW_BITS):
@@ -450,7 +475,7 @@ class MemoryCache(_CacheBase):
                 truncated[positions] = block.truncated[block_rows]
                 self._blocks.move_to_end(serial)
             self._count(len(codes), len(texts))
-            return found, _assemble(layout, layers, gathered, n_tokens, truncated)
+            return found, _assemble(layout, layers, wanted, gathered, n_tokens, truncated)
 
     def store(self, namespace, texts, encodings, *, storage_dtype="float16"):
         """Keep the full encodings (all hidden states) of ``texts``.
@@ -730,7 +755,7 @@ class DiskCache(_CacheBase):
             state = self._namespaces[namespace] = _DiskNamespace(self.root / name)
         return state
 
-    def lookup(self, namespace, texts, layers):
+    def lookup(self, namespace, texts, layers, *, kinds=None):
         """Find cached texts and return their vectors for ``layers``.
 
         Same parameters and returns as :meth:`MemoryCache.lookup`.
@@ -749,8 +774,9 @@ class DiskCache(_CacheBase):
             )
             found = slots >= 0
             slots = slots[found]
-            columns = state.layout.columns_for(layers)
-            gathered = _gathered(state.layout, layers, len(slots))
+            wanted = _wanted(kinds)
+            columns = state.layout.columns_for(layers, wanted)
+            gathered = np.empty((len(columns), len(slots), state.layout.dim), state.layout.dtype)
             for block, positions in _groups(slots // state.block_rows):
                 gathered[:, positions] = _read_columns(
                     state.data_fd,
@@ -763,7 +789,12 @@ class DiskCache(_CacheBase):
                 )
             self._count(len(slots), len(texts))
             encodings = _assemble(
-                state.layout, layers, gathered, state.n_tokens[slots], state.truncated[slots]
+                state.layout,
+                layers,
+                wanted,
+                gathered,
+                state.n_tokens[slots],
+                state.truncated[slots],
             )
             return found, encodings
 

@@ -469,10 +469,12 @@ class AlbertVectorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """Write the rows of cached ``texts``; returns the texts not found and the truncated."""
         layers = self._validated_layers(self.n_hidden_states_)
         namespace = self._cache_namespace()
+        # Only the summaries this pooling reads are converted by the lookup.
+        kinds = {"mean" if name == "mean_sqrt_len" else name for name in self._validated_pooling()}
         missing, n_truncated = [], 0
         for start in range(0, len(texts), ASSEMBLY_CHUNK):
             chunk = texts[start : start + ASSEMBLY_CHUNK]
-            found, encodings = cache.lookup(namespace, chunk, layers)
+            found, encodings = cache.lookup(namespace, chunk, layers, kinds=kinds)
             if found.any():
                 rows = [position_of[text] for text, hit in zip(chunk, found) if hit]
                 features[rows] = self._combine(encodings)

@@ -2,6 +2,7 @@
 
 import json
 import multiprocessing
+import re
 import subprocess
 import sys
 import textwrap
@@ -416,3 +417,16 @@ def test_embedding_cache_for_gives_one_object_per_folder(tmp_path):
     assert embedding_cache_for(tmp_path) is embedding_cache_for(str(tmp_path))
     with pytest.raises(ValueError, match="Got embedding_cache=None"):
         cache_info(None)
+
+
+@pytest.mark.parametrize("cache_kind", ["memory", "disk"])
+def test_lookup_of_some_kinds_equals_the_full_lookup_for_those_kinds(cache_kind, tmp_path):
+    cache = MemoryCache() if cache_kind == "memory" else DiskCache(tmp_path)
+    texts = texts_named("g", 9)
+    cache.store("ns", texts, fake_encodings(texts), storage_dtype="float32")
+    _, full = cache.lookup("ns", texts, (1, 3))
+    _, some = cache.lookup("ns", texts, (1, 3), kinds={"max", "pooler"})
+    np.testing.assert_array_equal(some.summaries[:, 2], full.summaries[:, 2])
+    np.testing.assert_array_equal(some.pooler, full.pooler)
+    with pytest.raises(ValueError, match=re.escape("Got kinds=['sum'] but expected a subset")):
+        cache.lookup("ns", texts, (1,), kinds={"sum"})
