@@ -167,7 +167,9 @@ def combine_pooled(summaries, pooler, n_tokens, *, pooling, layers, layer_aggreg
         selected = summaries[:, summary, layers, :]
         if name == "mean_sqrt_len":
             selected = selected * np.sqrt(np.maximum(n_tokens, 1))[:, None, None]
-        if layer_aggregation == "mean":
+        if layer_aggregation == "mean" and len(layers) == 1:
+            parts.append(selected[:, 0])  # the mean of one layer is that layer, exactly
+        elif layer_aggregation == "mean":
             parts.append(selected.mean(axis=1))
         else:
             parts.append(selected.reshape(len(selected), -1))

@@ -293,11 +293,14 @@ def test_disk_cache_is_shared_and_exact(vectorizer, tmp_path):
     texts = generated_sentences(10, seed=9)
     vectorizer.set_params(embedding_cache=str(tmp_path)).fit(texts)
     first = vectorizer.transform(texts)
-    clear_cache(models=False)
+    clear_cache(models=False)  # the in-memory cache; the folder is kept
     second = vectorizer.transform(texts)
-    assert cache_info()["misses"] == len(set(texts))  # looked up in memory, found on disk
+    info = cache_info(tmp_path)
+    assert (info["misses"], info["hits"]) == (len(set(texts)), len(set(texts)))
+    assert info["entries"] == info["writes"] == len(set(texts))
+    assert cache_info()["entries"] == 0  # a folder cache does not fill memory
     np.testing.assert_array_equal(first, second)
-    assert (tmp_path / "sklearn_albert_embeddings.sqlite").exists()
+    assert (tmp_path / "sklearn_albert_cache").is_dir()
 
 
 # ---------------------------------------------------------------- persistence
