@@ -6,7 +6,6 @@ engine (``_engine.py``) for the rest, and builds features from the summaries. No
 tokenizes, batches or runs the model.
 """
 
-import contextlib
 import functools
 import os
 import warnings
