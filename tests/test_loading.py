@@ -33,13 +33,17 @@ def test_fingerprint_changes_with_the_architecture_and_the_weights(tiny_albert_p
 def test_slow_tokenizers_are_fingerprinted_by_their_options_not_only_their_vocabulary(
     tiny_albert_path, tmp_path
 ):
-    from transformers import BertTokenizer
+    import transformers.models.bert as bert
 
+    # The Python (slow) WordPiece tokenizer: BertTokenizerLegacy in transformers 5,
+    # BertTokenizer itself in 4.x.
+    BertTokenizer = getattr(bert, "BertTokenizerLegacy", None) or bert.BertTokenizer
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "film", "Film"]))
     model = load_model(tiny_albert_path, device=CPU).model
     lower = BertTokenizer(str(vocab), do_lower_case=True)
     cased = BertTokenizer(str(vocab), do_lower_case=False)
+    assert not hasattr(lower, "backend_tokenizer")  # the slow path is the one under test
 
     assert fingerprint(model, lower) != fingerprint(model, cased)
     assert fingerprint(model, lower) == fingerprint(model, BertTokenizer(str(vocab)))
