@@ -493,7 +493,12 @@ class AlbertVectorizer(
         )
         self._int8_encoder = None
         if settings.compute_dtype == "int8":
-            settings = self._calibrate_int8(texts, loaded, settings)
+            from dataclasses import replace
+
+            from ._calibration import calibrate_on_texts
+
+            self._int8_encoder, self.int8_calibration_ = calibrate_on_texts(texts, loaded, settings)
+            settings = replace(settings, calibration_id=self._int8_encoder.calibration_id)
         self._loaded = loaded
         self._params_at_fit = {name: params[name] for name in SETTING_PARAMETERS}
         self.settings_ = settings
@@ -501,48 +506,6 @@ class AlbertVectorizer(
         self.hidden_size_ = loaded.hidden_size
         self.n_features_out_ = settings.n_features(loaded.hidden_size)
         self.input_name_ = name
-
-    def _calibrate_int8(self, texts, loaded, settings):
-        """Learn static int8 activation ranges from (a sample of) the texts fit sees."""
-        from ._cpu.int8 import (
-            MAX_CALIBRATION_TEXTS,
-            MIN_CALIBRATION_TEXTS,
-            builtin_calibration_texts,
-            calibrate_int8,
-            check_int8_supported,
-        )
-        from ._engine import cut_windows, tokenize
-
-        check_int8_supported(loaded.device)
-        sample = list(dict.fromkeys(texts))
-        source = "fit texts"
-        if len(sample) < MIN_CALIBRATION_TEXTS:
-            sample, source = builtin_calibration_texts(), "built-in sample"
-            warnings.warn(
-                f"dtype='int8' calibrates its activation ranges on the texts fit sees, but "
-                f"fit saw {len(set(texts))} distinct texts (fewer than "
-                f"{MIN_CALIBRATION_TEXTS}): calibrated on the built-in sample of "
-                f"{len(sample)} English sentences instead. Fit on texts like those you will "
-                "embed for the best fidelity.",
-                UserWarning,
-                stacklevel=4,
-            )
-        elif len(sample) > MAX_CALIBRATION_TEXTS:
-            chosen = np.random.default_rng(0).choice(len(sample), MAX_CALIBRATION_TEXTS, False)
-            sample = [sample[i] for i in np.sort(chosen)]
-        ids = cut_windows(
-            tokenize(loaded.tokenizer, sample), loaded, settings, long_text="truncate"
-        )
-        encoder = _remembered_calibration(loaded, ids.ids, calibrate_int8)
-        self._int8_encoder = encoder
-        self.int8_calibration_ = {
-            "n_texts": int(encoder.n_calibration_texts),
-            "seconds": round(float(encoder.calibration_seconds), 3),
-            "source": source,
-        }
-        from dataclasses import replace
-
-        return replace(settings, calibration_id=encoder.calibration_id)
 
     # ------------------------------------------------------------------ encoding
 
@@ -849,25 +812,6 @@ class AlbertVectorizer(
         from ._static import static_embeddings
 
         return static_embeddings(self._ensure_loaded(), words)
-
-
-# Calibrations by (model fingerprint, calibration ids): grid-search candidates fitted on the
-# same fold calibrate once. Entries live as long as an estimator holds the encoder.
-_calibrations = {}
-
-
-def _remembered_calibration(loaded, ids, calibrate):
-    import hashlib
-    import weakref
-
-    digest = hashlib.blake2b(repr(ids).encode(), digest_size=16).hexdigest()
-    key = (loaded.fingerprint, digest)
-    reference = _calibrations.get(key)
-    encoder = reference() if reference is not None else None
-    if encoder is None:
-        encoder = calibrate(loaded.model, ids, pad_id=loaded.pad_id)
-        _calibrations[key] = weakref.ref(encoder)
-    return encoder
 
 
 def _as_parameter_error(resolver, value):

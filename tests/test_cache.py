@@ -348,7 +348,8 @@ def _writer(folder, texts, result_path, use_writing):
                 found, _ = cache.lookup("ns", missing, (0,))
                 missing = [text for text, hit in zip(missing, found) if not hit]
             encoded += len(missing)
-            cache.store("ns", missing, fake_encodings(missing), storage_dtype="float32")
+            if missing:  # the other process may have written them all while this one waited
+                cache.store("ns", missing, fake_encodings(missing), storage_dtype="float32")
     Path(result_path).write_text(str(encoded))
 
 
