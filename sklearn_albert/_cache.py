@@ -57,6 +57,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections import OrderedDict
@@ -143,15 +144,67 @@ def _check_storage_dtype(storage_dtype):
     return np.dtype(storage_dtype)
 
 
+#: Below this many values a numpy conversion is as quick as handing the array to torch.
+TORCH_CAST_MIN_SIZE = 4096
+
+
+def _torch_for(*arrays):
+    """torch, when it is loaded and the arrays are large and writable enough to hand over."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    for array in arrays:
+        if array.size < TORCH_CAST_MIN_SIZE or not array.flags.writeable:
+            return None
+    return torch
+
+
+def _cast(values, dtype):
+    """``values.astype(dtype)``, through torch's vectorised kernels when torch is loaded.
+
+    numpy converts to and from float16 one value at a time: about 1.8 ms for the summaries
+    of 32 ALBERT-base texts, against 0.15 ms in torch. Both round to nearest even (values
+    beyond float16's range become inf, NaN stays NaN), so the results are the same bits.
+    """
+    dtype = np.dtype(dtype)
+    torch = _torch_for(values)
+    if torch is None or values.dtype == dtype:
+        with np.errstate(over="ignore"):  # values beyond the range become inf, as in torch
+            return values.astype(dtype)
+    source = torch.from_numpy(np.ascontiguousarray(values))
+    return source.to(getattr(torch, dtype.name)).numpy()
+
+
+def _cast_into(target, source):
+    """``target[...] = source`` with a dtype conversion, through torch when it is loaded."""
+    torch = _torch_for(target, source)
+    if torch is None or not (target.flags.c_contiguous and source.flags.c_contiguous):
+        target[...] = source
+        return
+    torch.from_numpy(target).copy_(torch.from_numpy(source))
+
+
+def _fits_float16(columns):
+    """Per text (axis 1), whether none of its float16 values is inf or NaN.
+
+    Read from the exponent bits (all ones for inf and NaN): three times quicker than
+    ``np.isfinite`` on float16.
+    """
+    exponent = np.uint16(0x7C00)
+    return ~((columns.view(np.uint16) & exponent) == exponent).any(axis=(0, 2))
+
+
 def _storable(encodings, dtype):
     """``(columns, fits)``: the vectors as (n_columns, n, dim) ``dtype``, and which rows fit."""
     n, _, n_hidden_states, dim = encodings.summaries.shape
-    with np.errstate(over="ignore"):  # values beyond the range become inf: ``fits`` is False
-        columns = np.moveaxis(encodings.summaries, 0, 2).astype(dtype)
-        columns = columns.reshape(3 * n_hidden_states, n, dim)
-        if encodings.pooler is not None:
-            columns = np.concatenate([columns, encodings.pooler[None].astype(dtype)], axis=0)
-    fits = np.isfinite(columns).all(axis=(0, 2))  # NaN fails too
+    columns = _cast(np.moveaxis(encodings.summaries, 0, 2), dtype)
+    columns = columns.reshape(3 * n_hidden_states, n, dim)
+    if encodings.pooler is not None:
+        columns = np.concatenate([columns, _cast(encodings.pooler, dtype)[None]], axis=0)
+    if dtype == np.float16:
+        fits = _fits_float16(columns)
+    else:
+        fits = np.isfinite(columns).all(axis=(0, 2))  # NaN fails too
     return columns, fits
 
 
@@ -180,10 +233,10 @@ def stored_precision(encodings, storage_dtype="float16"):
         return encodings
 
     def rounded(values):
-        with np.errstate(over="ignore"):  # such rows are put back unrounded below
-            out = values.astype(dtype).astype(np.float32)
-        axes = tuple(range(1, values.ndim))
-        too_big = ~(np.abs(values) <= float(np.finfo(dtype).max)).all(axis=axes)
+        out = _cast(_cast(values, dtype), np.float32)
+        # Values beyond float16's range came back as inf: such rows (and rows holding NaN)
+        # are put back unrounded, as the cache does not keep them.
+        too_big = ~np.isfinite(out).all(axis=tuple(range(1, values.ndim)))
         out[too_big] = values[too_big]
         return out
 
@@ -212,10 +265,10 @@ def _assemble(layout, layers, wanted, gathered, n_tokens, truncated):
     n_layers, n_found = len(layers), gathered.shape[1]
     full = np.empty((3, n_layers, n_found, layout.dim), dtype=np.float32)
     for position, summary in enumerate(summary_ids):
-        full[summary] = gathered[position * n_layers : (position + 1) * n_layers]
+        _cast_into(full[summary], gathered[position * n_layers : (position + 1) * n_layers])
     pooler = None
     if layout.has_pooler:
-        pooler = gathered[-1].astype(np.float32) if with_pooler else np.empty_like(full[0, 0])
+        pooler = _cast(gathered[-1], np.float32) if with_pooler else np.empty_like(full[0, 0])
     return Encodings(np.moveaxis(full, 2, 0), pooler, n_tokens, truncated)
 
 

@@ -13,8 +13,8 @@ Texts are tokenized once, without special tokens and without truncation, so that
 number of cropped texts is known exactly and long texts can be cut into windows instead.
 They go through in groups of :data:`ENCODE_GROUP`, sorted and batched within each group;
 on CUDA a worker tokenizes the next group, and pads and pins the next batch, while the GPU
-computes. On CPU everything stays on the calling thread: a worker would only take cores
-from the matmuls.
+computes. On CPU, torch encoders run whole batches side by side, one per worker thread of
+one intra-op thread each (``_cpu/streams.py``), and the caller's thread collects them.
 """
 
 import logging
@@ -239,6 +239,52 @@ def pool_summaries(runner, input_ids, attention_mask):
     )
 
 
+def rounded_summaries(round_to):
+    """:func:`pool_summaries`, its results rounded through ``round_to`` on the device.
+
+    Parameters
+    ----------
+    round_to : {"float16"} or None
+        The precision the embedding cache keeps; None leaves the results as they are.
+
+    Returns
+    -------
+    step : callable
+        A step for :func:`forward`. Its results equal
+        ``_cache.stored_precision`` of :func:`pool_summaries`' results, bit for bit: each
+        value rounded to the nearest ``round_to`` value and back to float32, except the
+        rows holding a value beyond ``round_to``'s range (or NaN), which stay unrounded.
+        Done here, the rounding runs on the GPU, or on the CPU stream that encoded the
+        batch, instead of on the thread collecting the results.
+    """
+    if round_to is None:
+        return pool_summaries
+
+    def step(runner, input_ids, attention_mask):
+        return tuple(
+            None if result is None else round_through(result, round_to)
+            for result in pool_summaries(runner, input_ids, attention_mask)
+        )
+
+    return step
+
+
+def round_through(values, dtype_name):
+    """``values`` (a float32 tensor) rounded through ``dtype_name`` and back, row by row.
+
+    Rows (along the first axis) holding a value that ``dtype_name`` cannot represent
+    (beyond its range, or NaN) are left unrounded.
+    """
+    import torch
+
+    values = values.to(torch.float32)
+    rounded = values.to(getattr(torch, dtype_name)).to(torch.float32)
+    unfit = ~torch.isfinite(rounded).flatten(1).all(dim=1)
+    if bool(unfit.any()):
+        rounded[unfit] = values[unfit]
+    return rounded
+
+
 def token_vectors(layers, layer_aggregation):
     """A step keeping the token vectors of ``layers``, averaged or concatenated."""
 
@@ -309,6 +355,10 @@ def run_batches(loaded, runner, ids, settings, step):
             step,
         )
 
+    streams, threads_per_stream = _cpu_streams(runner, device, len(batches))
+    if threads_per_stream is not None:
+        yield from _run_on_streams(run, prepare, batches, device, streams, threads_per_stream)
+        return
     # On CUDA the next batch is padded (and pinned) by a worker while the GPU computes.
     prefetcher = ThreadPoolExecutor(max_workers=1) if on_cuda else None
     try:
@@ -322,6 +372,69 @@ def run_batches(loaded, runner, ids, settings, step):
             prefetcher.shutdown(wait=True, cancel_futures=True)
         if on_cuda:
             torch.cuda.empty_cache()
+
+
+def _cpu_streams(runner, device, n_batches):
+    """``(streams, threads_per_stream)`` for a CPU run, or ``(1, None)``: run inline.
+
+    A torch encoder runs whole batches side by side (``_cpu/streams.py``). A runner with
+    streams of its own (the static int8 encoder's OpenVINO streams) runs on one worker
+    thread, so that the next batch computes while the caller handles the last one.
+    """
+    import torch
+
+    if device.type != "cpu" or n_batches < 2:
+        return 1, None
+    if not isinstance(runner, torch.nn.Module):
+        return (1, 1) if getattr(runner, "runs_own_streams", False) else (1, None)
+    from ._cpu.streams import stream_layout
+
+    streams, threads_per_stream = stream_layout(torch.get_num_threads(), n_batches)
+    return (streams, threads_per_stream) if streams > 1 else (1, None)
+
+
+def _run_on_streams(run, prepare, batches, device, streams, threads_per_stream):
+    """Run ``batches`` on ``streams`` worker threads, one batch each; yield them in order.
+
+    At most ``streams + 1`` batches are in flight, so that a worker never waits for the
+    caller to take a result, and the results held are bounded. Each batch keeps its own
+    out-of-memory backoff. If the caller stops early, batches not started are dropped.
+    Each worker runs torch at ``threads_per_stream`` intra-op threads; the calling thread,
+    which only collects the results (and caches them), runs its own torch operations on
+    one thread until the run ends: with a team of its own it would spin against the
+    workers for the cores (a float16 conversion of one batch's summaries took 4.7 ms
+    instead of 0.2). ``torch.set_num_threads`` sets the calling thread's count only.
+    """
+    from collections import deque
+
+    import torch
+
+    from ._cpu.streams import stream_pool
+
+    pool = stream_pool(streams, threads_per_stream)
+
+    def one_batch(batch):
+        _, tensors = prepare(batch)
+        return list(_with_backoff(run, prepare, batch, tensors, device))
+
+    pending = deque()
+    upcoming = iter(batches)
+    callers_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for batch in upcoming:
+            pending.append(pool.submit(one_batch, batch))
+            if len(pending) > streams:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+    finally:
+        torch.set_num_threads(callers_threads)
+        for future in pending:
+            future.cancel()
+        for future in pending:
+            if not future.cancelled():
+                future.exception()  # wait: no worker still runs this call's batches
 
 
 def _prefetch(prefetcher, prepare, batches, position):
@@ -364,7 +477,7 @@ def _with_backoff(run, prepare, batch, tensors, device):
 # ---------------------------------------------------------------------- what callers ask for
 
 
-def encode_summaries(loaded, runner, texts, settings, *, progress=None):
+def encode_summaries(loaded, runner, texts, settings, *, progress=None, round_to=None):
     """Encode texts into per-text summaries, handing each text back once it is complete.
 
     Parameters
@@ -376,6 +489,10 @@ def encode_summaries(loaded, runner, texts, settings, *, progress=None):
     settings : EncodeSettings
     progress : tqdm-like, default=None
         Advanced by the number of texts finished.
+    round_to : {"float16"} or None, default=None
+        Round the summaries as the embedding cache keeps them (see
+        :func:`rounded_summaries`; merged long texts are rounded after merging), so that
+        features built from them equal the features the cache gives later.
 
     Yields
     ------
@@ -387,24 +504,20 @@ def encode_summaries(loaded, runner, texts, settings, *, progress=None):
     overlap = loaded.device.type == "cuda"
     for start, content in tokenized_groups(loaded.tokenizer, texts, overlap=overlap):
         windows = cut_windows(content, loaded, settings)
-        for indices, encodings in _reassemble(loaded, runner, windows, settings):
+        for indices, encodings in _reassemble(loaded, runner, windows, settings, round_to):
             if progress is not None:
                 progress.update(len(indices))
             yield indices + start, encodings
 
 
-def _reassemble(loaded, runner, windows, settings):
+def _reassemble(loaded, runner, windows, settings, round_to):
     """Encode windows; merge the windows of chunked texts once all of theirs are done."""
     partial = {}  # text index -> (summaries, pooler, n_tokens) of its windows so far
-    for batch, (summaries, pooler) in run_batches(
-        loaded, runner, windows.ids, settings, pool_summaries
-    ):
+    step = rounded_summaries(round_to)
+    for batch, (summaries, pooler) in run_batches(loaded, runner, windows.ids, settings, step):
         owners = windows.owner[batch]
         whole = windows.n_windows[owners] == 1
-        rows = [
-            (int(owners[i]), summaries[i], None if pooler is None else pooler[i])
-            for i in np.flatnonzero(whole)
-        ]
+        merged = []  # (text, summaries, pooler) of chunked texts whose last window is here
         for i in np.flatnonzero(~whole):
             text = int(owners[i])
             parts = partial.setdefault(text, [])
@@ -418,20 +531,50 @@ def _reassemble(loaded, runner, windows, settings):
                     np.array([part[2] for part in parts]),
                     settings.chunk_aggregation,
                 )
-                rows.append((text, merged_summary, merged_pooler))
+                if round_to is not None:  # a mean of rounded windows needs rounding again
+                    merged_summary, merged_pooler = _rounded_rows(
+                        round_to, merged_summary, merged_pooler
+                    )
+                merged.append((text, merged_summary, merged_pooler))
                 del partial[text]
-        if not rows:
+        rows = np.flatnonzero(whole)
+        indices = np.concatenate([owners[rows], [text for text, _, _ in merged]]).astype(np.intp)
+        kept_summaries = _rows_then(summaries, rows, [summary for _, summary, _ in merged])
+        kept_pooler = None
+        if pooler is not None:
+            kept_pooler = _rows_then(
+                pooler, rows, [merged_pooler for _, _, merged_pooler in merged]
+            )
+        if not len(indices):
             continue
-        indices = np.array([row[0] for row in rows], dtype=np.intp)
         yield (
             indices,
             Encodings(
-                summaries=np.stack([row[1] for row in rows]),
-                pooler=None if pooler is None else np.stack([row[2] for row in rows]),
+                summaries=kept_summaries,
+                pooler=kept_pooler,
                 n_tokens=windows.n_tokens[indices],
                 truncated=windows.truncated[indices],
             ),
         )
+
+
+def _rounded_rows(round_to, *rows):
+    """One text's merged arrays, each rounded as :func:`round_through` rounds a row."""
+    import torch
+
+    return tuple(
+        None if row is None else round_through(torch.from_numpy(row[None]), round_to)[0].numpy()
+        for row in rows
+    )
+
+
+def _rows_then(values, rows, extra):
+    """``values[rows]`` followed by the ``extra`` rows; ``values`` itself (no copy) when
+    ``rows`` is every row in order and there is nothing extra, as in most batches."""
+    if not extra and len(rows) == len(values):
+        return values
+    kept = values[rows]
+    return np.concatenate([kept, np.stack(extra)]) if extra else kept
 
 
 def encode_token_states(loaded, runner, content, settings):

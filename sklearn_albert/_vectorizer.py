@@ -21,7 +21,7 @@ from sklearn.base import (
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._cache import embedding_cache_for, stored_precision
+from ._cache import embedding_cache_for
 from ._long_texts import CHUNK_AGGREGATIONS
 from ._persistence import EncoderPersistence
 from ._pooling import POOLING_NAMES, features_from
@@ -638,8 +638,8 @@ class AlbertVectorizer(
         """Run the engine on the texts ``unique[rows]``; write their features, cache them.
 
         With a cache, features are built from the vectors as the cache keeps them
-        (float16 for reduced precision, see ``_cache.py``), so a transform's output never
-        depends on what the cache held.
+        (float16 for reduced precision, see ``_cache.py``; the engine rounds them where it
+        encodes), so a transform's output never depends on what the cache held.
         """
         if not len(rows):
             return 0
@@ -651,10 +651,13 @@ class AlbertVectorizer(
         n_truncated = 0
         try:
             for indices, encodings in encode_summaries(
-                self._ensure_loaded(), self._runner(), texts, settings, progress=progress
+                self._ensure_loaded(),
+                self._runner(),
+                texts,
+                settings,
+                progress=progress,
+                round_to="float16" if cache is not None and storage_dtype == "float16" else None,
             ):
-                if cache is not None:
-                    encodings = stored_precision(encodings, storage_dtype)
                 features[rows[indices]] = features_from(encodings, settings)
                 n_truncated += int(encodings.truncated.sum())
                 if cache is not None:

@@ -431,3 +431,49 @@ def test_lookup_of_some_kinds_equals_the_full_lookup_for_those_kinds(cache_kind,
     np.testing.assert_array_equal(some.pooler, full.pooler)
     with pytest.raises(ValueError, match=re.escape("Got kinds=['sum'] but expected a subset")):
         cache.lookup("ns", texts, (1,), kinds={"sum"})
+
+
+def edge_values(shape, seed=0):
+    """float32 values that stress a float16 rounding: halfway cases, subnormals, -0, overflow."""
+    rng = np.random.default_rng(seed)
+    values = (rng.standard_normal(shape) * 10.0 ** rng.integers(-9, 5, shape)).astype(np.float32)
+    flat = values.reshape(-1)
+    halfway = np.float32(1.0) + np.float32(2.0**-11)  # exactly between two float16 values
+    specials = [halfway, -halfway, 2.0**-24, 2.0**-25, 3 * 2.0**-26, -0.0, 65504.0, 65520.0]
+    flat[: len(specials)] = specials
+    return values
+
+
+def test_torch_and_numpy_float16_conversions_give_the_same_bits():
+    import torch  # noqa: F401 - loaded, so _cast goes through torch
+
+    from sklearn_albert._cache import _cast, _fits_float16
+
+    values = edge_values((6, 3, 13, 64))
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float16)
+    got = _cast(values, np.float16)
+    np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
+    back = _cast(got, np.float32)
+    np.testing.assert_array_equal(back.view(np.uint32), expected.astype(np.float32).view(np.uint32))
+    columns = np.moveaxis(got, 0, 2).reshape(3 * 13, 6, 64)
+    np.testing.assert_array_equal(_fits_float16(columns), np.isfinite(columns).all(axis=(0, 2)))
+
+
+def test_the_engine_rounds_as_the_cache_keeps_bit_for_bit():
+    import torch
+
+    from sklearn_albert._engine import round_through
+
+    values = edge_values((5, 3, 13, 64), seed=1)
+    values[2, 0, 0, 0] = 1e6  # beyond float16: this row stays unrounded
+    values[3, 1, 2, 3] = np.nan  # NaN: this row too
+    pooler = edge_values((5, 64), seed=2)
+    encodings = fake_encodings(texts_named("r", 5))._replace(summaries=values, pooler=pooler)
+    reference = stored_precision(encodings)
+    for got, expected in [
+        (round_through(torch.from_numpy(values), "float16"), reference.summaries),
+        (round_through(torch.from_numpy(pooler), "float16"), reference.pooler),
+    ]:
+        np.testing.assert_array_equal(got.numpy().view(np.uint32), expected.view(np.uint32))
+    np.testing.assert_array_equal(reference.summaries[2], values[2])

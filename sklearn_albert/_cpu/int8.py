@@ -383,7 +383,12 @@ class StaticInt8Encoder:
         SHA-256 (hex) of the calibrated weights and quantizer ranges: equal for equal
         calibrations, different when the ranges differ. Part of an embedding cache key.
     threads, streams : int
+    runs_own_streams : bool
+        True: the engine gives it whole batches on one worker thread (the next batch then
+        computes while the caller handles the last), not streams of its own.
     """
+
+    runs_own_streams = True
 
     def __init__(self, xml, weights, meta, *, threads=None, streams=None):
         import torch

@@ -1,0 +1,99 @@
+"""What worker processes of cluster engines do: glibc's allocator while a partition encodes.
+
+The allocator is observed, not assumed: ``mallinfo2`` tells whether a 4 MiB block came from
+the heap or from its own memory mapping, in a fresh process started with the environment
+Dask's nanny gives its workers.
+"""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="glibc's mallopt exists on Linux only"
+)
+
+PROBE = textwrap.dedent(
+    """
+    import ctypes, json
+
+    from sklearn_albert._workers import allocator_for_encoding
+
+    libc = ctypes.CDLL("libc.so.6")
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+
+    def mapped_when_allocating():
+        before = libc.mallinfo2().hblkhd
+        block = libc.malloc(4 * 1024 * 1024)
+        mapped = libc.mallinfo2().hblkhd - before >= 4 * 1024 * 1024
+        libc.free(block)
+        return mapped
+
+    facts = {"before": mapped_when_allocating()}
+    with allocator_for_encoding():
+        with allocator_for_encoding():  # a second partition in another thread
+            facts["nested"] = mapped_when_allocating()
+        facts["one_left"] = mapped_when_allocating()
+    facts["after"] = mapped_when_allocating()
+    print(json.dumps(facts))
+    """
+)
+
+
+def run_probe(env_trim):
+    import json
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    if env_trim is not None:
+        env["MALLOC_TRIM_THRESHOLD_"] = str(env_trim)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def glibc_has_mallinfo2():
+    import ctypes
+
+    try:
+        return hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2")
+    except OSError:
+        return False
+
+
+needs_mallinfo2 = pytest.mark.skipif(
+    not glibc_has_mallinfo2(), reason="needs glibc 2.33 or later (mallinfo2)"
+)
+
+
+@needs_mallinfo2
+def test_under_dasks_trim_threshold_blocks_come_from_the_heap_while_encoding():
+    facts = run_probe(65536)  # what distributed's nanny sets in each worker process
+    # Before: the small trim threshold froze the mmap threshold at 128 KiB.
+    assert facts["before"] is True
+    assert facts["nested"] is False
+    assert facts["one_left"] is False  # the other partition still encodes
+    assert facts["after"] is True  # the process's own setting is back
+
+
+@pytest.mark.parametrize("value", [None, str(1024**3), "not a number"])
+def test_the_allocator_is_left_alone_without_a_small_trim_threshold(monkeypatch, value):
+    from sklearn_albert import _workers
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    if value is not None:
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", value)
+    assert _workers._glibc_to_tune() is None
+    with _workers.allocator_for_encoding():  # and the context is a plain no-op
+        assert _workers._allocator_users["count"] == 0
