@@ -217,3 +217,24 @@ def fastembed_system(model_name, folder, *, threads, batch_size=32):
         run=encode,
         batch_size=batch_size,
     )
+
+
+def build_peer_systems(model_name, folder, *, threads):
+    """Every peer, in the order of the tables, and the calibration seconds of each calibrated one.
+
+    Returns
+    -------
+    systems : list of dict
+        ``bench_encode.System`` keyword arguments (less ``text_index``).
+    calibration_seconds : dict of str to float or str
+    """
+    systems = [
+        st_onnx(model_name, folder, threads=threads),
+        st_onnx(model_name, folder, threads=threads, quantized=True),
+        st_openvino(model_name, folder, threads=threads),
+        st_openvino(model_name, folder, threads=threads, precision="f32"),
+    ]
+    static_int8, seconds = st_openvino_static_int8(model_name, folder, threads=threads)
+    systems.append(static_int8)
+    systems.append(fastembed_system(model_name, folder, threads=threads))
+    return systems, {static_int8["name"]: seconds}

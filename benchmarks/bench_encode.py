@@ -33,16 +33,23 @@ Examples
 
 import argparse
 import gc
+import json
 import os
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import _common as common
 import _peers as peers
 import numpy as np
 
 REFERENCE_SYSTEM = "sentence_transformers"
+
+#: Peer processes started by ``--peers-python``, stopped when their model is done.
+_REMOTE_PEERS = []
+#: The interpreter and package versions of each, for the JSON.
+PEER_ENVIRONMENTS = []
 
 
 @dataclass
@@ -79,6 +86,7 @@ class System:
     gpu_peak: list = field(default_factory=list)
     cache_hits: int = 0
     last_output: object = None
+    reported: object = None  # for a system timed in another process: its last call's facts
 
 
 # ---------------------------------------------------------------------- the systems
@@ -271,24 +279,83 @@ def cpu_int8_systems(model_name, folder, n_texts, args, calibration_seconds):
 
     Our static int8 runs as ``albert_int8`` (``AlbertVectorizer(dtype="int8")``, calibrated
     by its ``fit`` on the same 300 sentences). ``calibration_seconds`` receives the
-    calibration time of each calibrated system.
+    calibration time of each calibrated system. With ``--peers-python``, the peers run in
+    that interpreter (``_peer_server.py``), driven from here.
     """
     import torch
 
+    if not args.peers:
+        return []
     threads = torch.get_num_threads()
-    built = []
-    if args.peers:
-        built += [
-            peers.st_onnx(model_name, folder, threads=threads),
-            peers.st_onnx(model_name, folder, threads=threads, quantized=True),
-            peers.st_openvino(model_name, folder, threads=threads),
-            peers.st_openvino(model_name, folder, threads=threads, precision="f32"),
-        ]
-        system, seconds = peers.st_openvino_static_int8(model_name, folder, threads=threads)
-        calibration_seconds[system["name"]] = seconds
-        built.append(system)
-        built.append(peers.fastembed_system(model_name, folder, threads=threads))
+    if args.peers_python:
+        remote = RemotePeers(args.peers_python, model_name, folder, threads)
+        _REMOTE_PEERS.append(remote)
+        calibration_seconds.update(remote.calibration_seconds)
+        return remote.systems(n_texts)
+    built, seconds = peers.build_peer_systems(model_name, folder, threads=threads)
+    calibration_seconds.update(seconds)
     return [System(text_index=np.arange(n_texts), **system) for system in built]
+
+
+class RemotePeers:
+    """The peers running in another interpreter (``_peer_server.py``), one process for all."""
+
+    def __init__(self, python, model_name, folder, threads):
+        import subprocess
+        import tempfile
+
+        here = Path(__file__).resolve().parent
+        environment = dict(os.environ, PYTHONPATH=str(here.parent))
+        self._process = subprocess.Popen(
+            [python, str(here / "_peer_server.py")],
+            cwd=here,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=environment,
+        )
+        self._folder = Path(tempfile.mkdtemp(prefix="bench_peers_"))
+        self._send({"model_name": model_name, "folder": str(folder), "threads": threads})
+        hello = self._receive()
+        self.calibration_seconds = hello["calibration_seconds"]
+        self.versions = hello["versions"]
+        PEER_ENVIRONMENTS.append({"python": python, "versions": self.versions})
+        self._described = hello["systems"]
+
+    def _send(self, message):
+        self._process.stdin.write(json.dumps(message) + "\n")
+        self._process.stdin.flush()
+
+    def _receive(self):
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the peer process ended (exit status {self._process.poll()})")
+        return json.loads(line)
+
+    def systems(self, n_texts):
+        built = []
+        for described in self._described:
+            system = System(
+                text_index=np.arange(n_texts), run=None, **{k: described[k] for k in described}
+            )
+            system.run = self._runner(system)
+            built.append(system)
+        return built
+
+    def _runner(self, system):
+        def run(texts):
+            out = self._folder / f"{system.name}.npy"
+            self._send({"op": "run", "name": system.name, "texts": list(texts), "out": str(out)})
+            system.reported = self._receive()
+            return np.load(out)
+
+        return run
+
+    def stop(self):
+        if self._process.poll() is None:
+            self._send({"op": "stop"})
+            self._process.wait(timeout=60)
 
 
 def gpu_sweep_systems(folder, n_texts, args):
@@ -339,6 +406,9 @@ def time_call(system, texts, device):
         output = system.run(subset)
         common.synchronize(device)
         elapsed = time.perf_counter() - start
+    if system.reported is not None:  # timed where it ran, in the peers' interpreter
+        elapsed = system.reported["seconds"]
+        memory.peak, memory.before = system.reported["peak_rss"], system.reported["rss_before"]
     system.times.append(elapsed)
     system.peak_rss.append(memory.peak)
     system.rss_increase.append(max(memory.peak - memory.before, 0))
@@ -531,6 +601,8 @@ def bench_model(model_name, texts, args, peak_samples):
     if args.stsb:
         result["stsb_test_spearman"] = stsb_per_system(systems)
     del systems
+    while _REMOTE_PEERS:
+        _REMOTE_PEERS.pop().stop()
     sklearn_albert.clear_cache()
     gc.collect()
     return result
@@ -778,6 +850,12 @@ def parse_args(argv=None):
         "openvino f32 / openvino static int8, fastembed; drops the pipeline and the loop",
     )
     parser.add_argument(
+        "--peers-python",
+        default=None,
+        help="run the peers in this interpreter (e.g. .venv-anchors/bin/python, with "
+        "transformers 4.57 for optimum-intel) and AlbertVectorizer in this one",
+    )
+    parser.add_argument(
         "--stsb",
         action="store_true",
         help="STS-B test Spearman of every system (for --model minilm)",
@@ -835,6 +913,7 @@ def main(argv=None):
         "gpu_mode": args.gpu_mode,
         "quick": args.quick,
         "peers": args.peers,
+        "peers_environments": PEER_ENVIRONMENTS,
         "texts": {"source": source, "n_texts": len(texts)},
         "machine": machine,
         "load_average_after": list(os.getloadavg()),
