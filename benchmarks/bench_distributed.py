@@ -10,7 +10,11 @@ this order:
 2. the same vectorizer on ``LocalCluster(n_workers=2, threads_per_worker=1,
    processes=True)`` (dask gives each worker process OMP_NUM_THREADS=1, checked): after
    a warm-up job, ``vectorizer.transform(dask Series).compute()`` over ``--partitions``
-   partitions. 1 and 2 alternate for ``--rounds`` rounds (the cluster sits idle during
+   partitions (4 by default: 1,250 texts each; each partition is length-sorted and
+   batched on its own, so with partitions of a few hundred texts the batches pad more
+   than one process sorting all 5,000: 20 partitions of 250 gave a ratio of 0.78, and the
+   same slowdown without dask, 10 calls of 250 texts against one of 2,500 in a worker).
+   1 and 2 alternate for ``--rounds`` rounds (the cluster sits idle during
    1) and the medians are compared;
 3. the task graph: pickled bytes of each partition's embedding task and of the one key
    holding the estimator (default pickle, and with ``store_weights_in_pickle=True``);
@@ -208,7 +212,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=common.MODEL_NAMES, default="albert-base")
     parser.add_argument("--texts", type=int, default=5000)
-    parser.add_argument("--partitions", type=int, default=20)
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=4,
+        help="partitions of the timed job (4: 1,250 texts each, the size docs/scaling.rst "
+        "advises; small partitions pad more, see the docstring)",
+    )
     parser.add_argument("--recovery-texts", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds")
     parser.add_argument("--skip-recovery", action="store_true", help="no killed-worker run")

@@ -378,15 +378,18 @@ def _cpu_streams(runner, device, n_batches):
     """``(streams, threads_per_stream)`` for a CPU run, or ``(1, None)``: run inline.
 
     A torch encoder runs whole batches side by side (``_cpu/streams.py``). A runner with
-    streams of its own (the static int8 encoder's OpenVINO streams) runs on one worker
-    thread, so that the next batch computes while the caller handles the last one.
+    streams of its own (the static int8 encoder's OpenVINO streams) gets one worker thread
+    per stream, each handing it a whole batch, so that its streams never wait for the
+    caller handling the last batch.
     """
     import torch
 
     if device.type != "cpu" or n_batches < 2:
         return 1, None
     if not isinstance(runner, torch.nn.Module):
-        return (1, 1) if getattr(runner, "runs_own_streams", False) else (1, None)
+        if not getattr(runner, "runs_own_streams", False):
+            return 1, None
+        return max(1, min(int(runner.streams), n_batches)), 1
     from ._cpu.streams import stream_layout
 
     streams, threads_per_stream = stream_layout(torch.get_num_threads(), n_batches)

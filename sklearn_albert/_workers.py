@@ -1,12 +1,10 @@
 """What a worker process of a cluster engine (Dask, Spark) does with a shipped estimator.
 
 Each process unpickles a given estimator once, keeps it for every partition it embeds,
-and prepares it for its own device (``choose_device_here``). Each partition runs inside
-:func:`allocator_for_encoding`, which undoes, for the length of the partition, the
-memory-return setting Dask gives its worker processes.
+and prepares it for its own device (``choose_device_here``), and lets glibc reuse freed
+memory in processes Dask started with a small trim threshold (:func:`reuse_freed_memory`).
 """
 
-import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -27,6 +25,7 @@ def received(digest, payload):
         if estimator is None:
             import pickle
 
+            reuse_freed_memory()
             estimator = pickle.loads(payload)
             choose_device_here(estimator)
             _received_estimators[digest] = estimator
@@ -81,69 +80,53 @@ def choose_device_here(estimator):
             )
 
 
-# glibc's mallopt parameters (malloc.h), and the values used while a partition encodes.
+# glibc's mallopt parameters (malloc.h), and the values an encoding process keeps: the
+# largest that glibc's own dynamic thresholds reach on 64-bit Linux.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-ENCODING_TRIM_THRESHOLD = 256 * 1024 * 1024
 ENCODING_MMAP_THRESHOLD = 32 * 1024 * 1024
-GLIBC_DEFAULT_MMAP_THRESHOLD = 128 * 1024
+ENCODING_TRIM_THRESHOLD = 2 * ENCODING_MMAP_THRESHOLD
 _allocator_lock = threading.Lock()
-_allocator_users = {"count": 0}
+_allocator_tuned = {"pid": None}
 
 
-@contextlib.contextmanager
-def allocator_for_encoding():
-    """Let glibc reuse freed memory while a partition encodes, and give it back after.
+def reuse_freed_memory():
+    """Let glibc reuse freed memory in a process started with a small trim threshold.
 
     Dask's nanny starts each worker process with ``MALLOC_TRIM_THRESHOLD_=65536``, so that
     freed memory goes back to the operating system at once. That setting also freezes
     glibc's mmap threshold at 128 KiB, so every activation tensor of a forward pass is
     mapped, faulted in page by page and unmapped again: on a 2-core machine, ALBERT-base
-    encoded 35% slower in such a process (121 against 188 texts/s on one thread). While
-    at least one partition encodes in this process, freed blocks under 32 MiB stay in the
-    heap for reuse (up to 256 MiB of free heap top is kept); when the last one ends, the
-    process's own settings come back and ``malloc_trim(0)`` returns the free memory.
+    encoded 35% slower in such a process (121 against 188 texts/s on one thread). The first
+    time a process embeds a partition, this sets the thresholds glibc itself would have
+    grown to without the variable (blocks under 32 MiB from the heap, up to 64 MiB of free
+    heap top kept), for the rest of the process's life; once per process, thread-safe.
 
-    Nothing changes where ``MALLOC_TRIM_THRESHOLD_`` is not set (glibc then adapts its
-    thresholds itself), or set at or above 256 MiB, or the C library is not glibc.
+    Nothing changes where ``MALLOC_TRIM_THRESHOLD_`` is not set, or set at or above
+    64 MiB, or the C library is not glibc.
+
+    Returns
+    -------
+    tuned : bool
+        Whether the thresholds were set (now or by an earlier call in this process).
     """
     libc = _glibc_to_tune()
     if libc is None:
-        yield
-        return
+        return False
     with _allocator_lock:
-        _allocator_users["count"] += 1
-        if _allocator_users["count"] == 1:
+        if _allocator_tuned["pid"] != os.getpid():
             libc.mallopt(M_MMAP_THRESHOLD, ENCODING_MMAP_THRESHOLD)
             libc.mallopt(M_TRIM_THRESHOLD, ENCODING_TRIM_THRESHOLD)
-    try:
-        yield
-    finally:
-        with _allocator_lock:
-            _allocator_users["count"] -= 1
-            if _allocator_users["count"] == 0:
-                trim, mmap = _environment_thresholds()
-                libc.mallopt(M_MMAP_THRESHOLD, mmap)
-                libc.mallopt(M_TRIM_THRESHOLD, trim)
-                libc.malloc_trim(0)
-
-
-def _environment_thresholds():
-    """(trim, mmap) thresholds this process was started with, in bytes (None if unset)."""
-
-    def read(name):
-        try:
-            return int(os.environ[name])
-        except (KeyError, ValueError):
-            return None
-
-    mmap = read("MALLOC_MMAP_THRESHOLD_")
-    return read("MALLOC_TRIM_THRESHOLD_"), GLIBC_DEFAULT_MMAP_THRESHOLD if mmap is None else mmap
+            _allocator_tuned["pid"] = os.getpid()
+    return True
 
 
 def _glibc_to_tune():
     """glibc, when this process runs with a small ``MALLOC_TRIM_THRESHOLD_``; else None."""
-    trim, _ = _environment_thresholds()
-    if trim is None or trim >= ENCODING_TRIM_THRESHOLD or not sys.platform.startswith("linux"):
+    try:
+        trim = int(os.environ["MALLOC_TRIM_THRESHOLD_"])
+    except (KeyError, ValueError):
+        return None
+    if trim >= ENCODING_TRIM_THRESHOLD or not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

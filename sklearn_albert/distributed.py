@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._workers import allocator_for_encoding, received
+from ._workers import received
 
 __all__ = ["EmbedSummary", "embed_to_parquet", "parallel_predict", "transform_collection"]
 
@@ -120,8 +120,7 @@ def transform_collection(vectorizer, X):
 
 def _embed_block(texts, digest, shipped):
     vectorizer = received(digest, shipped)
-    with allocator_for_encoding():
-        return np.asarray(vectorizer.transform(texts.tolist()), dtype=np.float32)
+    return np.asarray(vectorizer.transform(texts.tolist()), dtype=np.float32)
 
 
 def _embed_frame(texts, digest, shipped, columns):
@@ -205,8 +204,7 @@ def _predict_block(part, digest, shipped, method, meta):
     if len(part) == 0:  # scikit-learn's input checks reject zero rows
         return meta
     estimator = received(digest, shipped)
-    with allocator_for_encoding():
-        return np.asarray(getattr(estimator, method)(part))
+    return np.asarray(getattr(estimator, method)(part))
 
 
 def _output_meta(estimator, method):
@@ -378,10 +376,9 @@ def _write_part(part, output_dir, index, offset, text_column, id_column, digest,
     if final.exists():  # a rerun of a task whose first run finished (e.g. worker lost)
         return None
     vectorizer = received(digest, shipped)
-    with allocator_for_encoding():
-        features = np.ascontiguousarray(
-            vectorizer.transform(part[text_column].tolist()), dtype=np.float32
-        )
+    features = np.ascontiguousarray(
+        vectorizer.transform(part[text_column].tolist()), dtype=np.float32
+    )
     if id_column is None:
         ids = pa.array(np.arange(offset, offset + len(part), dtype=np.int64))
     else:

@@ -68,15 +68,15 @@ def _make_embed(payload, n_features):
     """The per-worker factory: unpickle the vectorizer once, return the batch function."""
     import pickle
 
-    from ._workers import allocator_for_encoding, choose_device_here
+    from ._workers import choose_device_here, reuse_freed_memory
 
+    reuse_freed_memory()
     vectorizer = pickle.loads(payload)
     choose_device_here(vectorizer)
 
     def embed(texts):
         if len(texts) == 0:
             return np.empty((0, n_features), dtype=np.float32)
-        with allocator_for_encoding():
-            return np.asarray(vectorizer.transform(texts.tolist()), dtype=np.float32)
+        return np.asarray(vectorizer.transform(texts.tolist()), dtype=np.float32)
 
     return embed

@@ -70,6 +70,12 @@ def _estimators_unpickled():
     return os.getpid(), _workers.process_counts()["estimators_unpickled"]
 
 
+def _allocator_facts():
+    encoded = _workers.process_counts()["estimators_unpickled"] > 0
+    tuned = _workers._allocator_tuned["pid"] == os.getpid()
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), encoded, tuned
+
+
 @pytest.fixture(scope="module")
 def client():
     import cloudpickle
@@ -125,6 +131,17 @@ def test_transform_of_a_dask_series_is_lazy_float32_one_block_per_partition(
     computed = embeddings.compute()
     assert computed.dtype == np.float32
     np.testing.assert_allclose(computed, vectorizer.transform(TEXTS), atol=1e-4)
+
+
+def test_workers_that_encode_let_glibc_reuse_freed_memory(client, vectorizer, texts):
+    vectorizer.fit(["warm up"])
+    vectorizer.transform(texts).compute()
+    facts = [fact for fact in client.run(_allocator_facts).values() if fact[1]]
+    assert facts  # at least one worker encoded
+    for trim, _, tuned in facts:
+        # The nanny's small trim threshold (65536 in distributed today) is lifted.
+        small = trim is not None and int(trim) < _workers.ENCODING_TRIM_THRESHOLD
+        assert tuned is small
 
 
 def test_a_one_column_dask_dataframe_with_pandas_output_gives_a_dask_dataframe(

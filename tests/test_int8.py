@@ -149,6 +149,37 @@ def test_pooled_matches_pooling_the_hidden_states_and_is_batch_invariant(tiny):
     assert np.abs(rows[1] - rows[64]).max() <= 1e-4
 
 
+def test_callers_side_by_side_each_take_a_stream_and_get_the_same_rows(tiny):
+    """The engine's workers call one encoder at once: each batch runs on a free stream."""
+    import threading
+
+    from sklearn_albert._cpu.int8 import StaticInt8Encoder
+
+    _, tokenizer, calibrated = tiny
+    encoder = StaticInt8Encoder.from_files(calibrated.to_files(), threads=2, streams=2)
+    ids = _ids(tokenizer, EVALUATION_TEXTS * 4)
+    pad_id = _pad_id(tokenizer)
+    batches = plan_batches([len(r) for r in ids], batch_size=8, max_tokens=8192)
+    tensors = [collate(ids, batch, pad_id) for batch in batches]
+    alone = [encoder.pooled(*pair)[0].numpy() for pair in tensors]
+    side_by_side = [None] * len(tensors)
+    start = threading.Barrier(2)
+
+    def worker(first):
+        start.wait()
+        for position in range(first, len(tensors), 2):
+            side_by_side[position] = encoder.pooled(*tensors[position])[0].numpy()
+
+    threads = [threading.Thread(target=worker, args=(first,)) for first in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for got, expected in zip(side_by_side, alone):
+        np.testing.assert_array_equal(got, expected)
+    assert encoder._variant("pooled")[1].qsize() == 2  # every stream handed back
+
+
 def test_padding_never_reaches_a_real_token(tiny):
     import torch
 

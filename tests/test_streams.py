@@ -116,14 +116,15 @@ def test_an_error_in_a_worker_reaches_the_caller_and_restores_its_threads(
     assert vectorizer.transform(texts).shape == (40, vectorizer.n_features_out_)
 
 
-def test_the_int8_encoder_runs_on_one_pipelined_worker(monkeypatch):
+def test_the_int8_encoder_gets_one_worker_per_openvino_stream():
     class OwnStreams:
         runs_own_streams = True
+        streams = 2
 
     class Plain:
         pass
 
     cpu = torch.device("cpu")
-    assert engine._cpu_streams(OwnStreams(), cpu, 10) == (1, 1)
+    assert engine._cpu_streams(OwnStreams(), cpu, 10) == (2, 1)
     assert engine._cpu_streams(Plain(), cpu, 10) == (1, None)
     assert engine._cpu_streams(OwnStreams(), cpu, 1) == (1, None)

@@ -19,7 +19,7 @@ PROBE = textwrap.dedent(
     """
     import ctypes, json
 
-    from sklearn_albert._workers import allocator_for_encoding
+    from sklearn_albert._workers import reuse_freed_memory
 
     libc = ctypes.CDLL("libc.so.6")
 
@@ -40,11 +40,10 @@ PROBE = textwrap.dedent(
         return mapped
 
     facts = {"before": mapped_when_allocating()}
-    with allocator_for_encoding():
-        with allocator_for_encoding():  # a second partition in another thread
-            facts["nested"] = mapped_when_allocating()
-        facts["one_left"] = mapped_when_allocating()
+    facts["tuned"] = reuse_freed_memory()
     facts["after"] = mapped_when_allocating()
+    facts["again"] = reuse_freed_memory()  # once per process: a second call changes nothing
+    facts["still"] = mapped_when_allocating()
     print(json.dumps(facts))
     """
 )
@@ -78,13 +77,14 @@ needs_mallinfo2 = pytest.mark.skipif(
 
 
 @needs_mallinfo2
-def test_under_dasks_trim_threshold_blocks_come_from_the_heap_while_encoding():
+def test_under_dasks_trim_threshold_blocks_come_from_the_heap_once_a_process_encodes():
     facts = run_probe(65536)  # what distributed's nanny sets in each worker process
     # Before: the small trim threshold froze the mmap threshold at 128 KiB.
     assert facts["before"] is True
-    assert facts["nested"] is False
-    assert facts["one_left"] is False  # the other partition still encodes
-    assert facts["after"] is True  # the process's own setting is back
+    assert facts["tuned"] is True
+    assert facts["after"] is False
+    assert facts["again"] is True
+    assert facts["still"] is False
 
 
 @pytest.mark.parametrize("value", [None, str(1024**3), "not a number"])
@@ -95,5 +95,4 @@ def test_the_allocator_is_left_alone_without_a_small_trim_threshold(monkeypatch,
     if value is not None:
         monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", value)
     assert _workers._glibc_to_tune() is None
-    with _workers.allocator_for_encoding():  # and the context is a plain no-op
-        assert _workers._allocator_users["count"] == 0
+    assert _workers.reuse_freed_memory() is False

@@ -3,7 +3,8 @@
 Each speed-up has its own environment switch, read when a model's inference copy is built
 (models already loaded keep their copy): ``SKLEARN_ALBERT_CPU_PACKING=0`` keeps plain
 ``nn.Linear`` layers (no oneDNN packing, no fused GELU), ``SKLEARN_ALBERT_CPU_ATTENTION=0``
-keeps transformers' SDPA attention.
+keeps transformers' SDPA attention. ``SKLEARN_ALBERT_CPU_STREAMS`` (read at each transform,
+``streams.py``) sets how many batches run side by side.
 """
 
 import os

@@ -21,11 +21,14 @@ How an encoder is built (:func:`calibrate_int8`):
 3. OpenVINO's CPU plugin compiles it: int8 matmuls on AVX512-VNNI or AMX where the CPU has
    them (AVX2 otherwise, with less gain), the rest in float32.
 
-Calling the encoder runs a batch as row chunks on ``streams`` concurrent OpenVINO
-inference streams (one thread each, by default two streams on two or more threads), each
-chunk cropped to its own longest text rounded up to :data:`WIDTH_MULTIPLE` tokens. Every
-row goes through the same compiled kernels and the same summation order whatever chunk it
-lands in, which is what makes the result batch-invariant (bit-identical in our tests).
+Calling the encoder runs a batch on the ``streams`` concurrent OpenVINO inference streams
+that are free (one thread each, by default two streams on two or more threads): a caller
+alone splits its batch into row chunks across all of them, while the engine calls it from
+one worker thread per stream, so that each batch runs whole on a stream of its own and no
+stream waits while the caller caches the last batch. Each chunk is cropped to its own
+longest text rounded up to :data:`WIDTH_MULTIPLE` tokens. Every row goes through the same
+compiled kernels and the same summation order whatever chunk it lands in, which is what
+makes the result batch-invariant (bit-identical in our tests).
 
 The calibrated model is kept as OpenVINO IR: ``model.xml`` (the graph, data only) and
 ``model.bin`` (weights and quantizer ranges), plus ``int8.json``; :meth:`to_files` and
@@ -36,6 +39,7 @@ or code.
 import hashlib
 import json
 import logging
+import queue
 import tempfile
 import threading
 import time
@@ -384,8 +388,8 @@ class StaticInt8Encoder:
         calibrations, different when the ranges differ. Part of an embedding cache key.
     threads, streams : int
     runs_own_streams : bool
-        True: the engine gives it whole batches on one worker thread (the next batch then
-        computes while the caller handles the last), not streams of its own.
+        True: the engine runs it on ``streams`` worker threads of its own, one batch each
+        (each then takes a stream), not on torch's CPU streams.
     """
 
     runs_own_streams = True
@@ -407,36 +411,42 @@ class StaticInt8Encoder:
                 "1 <= streams <= threads."
             )
         self.calibration_id = _calibration_id(self._weights, self._meta)
-        self._variants = {}  # "hidden" / "pooled": (compiled model, infer requests)
-        self._lock = threading.Lock()
+        self._variants = {}  # "hidden" / "pooled": (compiled model, free infer requests)
+        self._compile_lock = threading.Lock()
         self._variant("hidden")  # compile now: a broken artefact fails here, not mid-encode
 
     def _variant(self, kind):
-        """The compiled model of ``kind`` and its requests, compiled on first use."""
+        """The compiled model of ``kind`` and its free requests, compiled on first use."""
+        with self._compile_lock:
+            variant = self._variants.get(kind)
+            if variant is None:
+                variant = self._variants[kind] = self._compile(kind)
+            return variant
+
+    def _compile(self, kind):
         import openvino as ov
 
-        variant = self._variants.get(kind)
-        if variant is None:
-            core = ov.Core()
-            ov_model = core.read_model(model=self._xml, weights=self._weights)
-            if kind == "pooled":
-                ov_model = _with_pooled_outputs(ov_model, self.n_hidden_states, self.has_pooler)
-            compiled = core.compile_model(
-                ov_model,
-                "CPU",
-                {
-                    "PERFORMANCE_HINT": "THROUGHPUT" if self.streams > 1 else "LATENCY",
-                    "NUM_STREAMS": self.streams,
-                    "INFERENCE_NUM_THREADS": self.threads,
-                    # float32 between the int8 matmuls: OpenVINO 2026.4's bfloat16 path
-                    # returned wrong rows at sequence length 32 exactly (max abs error 1.4
-                    # on MiniLM), and float32 there costs little next to the int8 matmuls.
-                    "INFERENCE_PRECISION_HINT": "f32",
-                },
-            )
-            requests = [compiled.create_infer_request() for _ in range(self.streams)]
-            variant = self._variants[kind] = (compiled, requests)
-        return variant
+        core = ov.Core()
+        ov_model = core.read_model(model=self._xml, weights=self._weights)
+        if kind == "pooled":
+            ov_model = _with_pooled_outputs(ov_model, self.n_hidden_states, self.has_pooler)
+        compiled = core.compile_model(
+            ov_model,
+            "CPU",
+            {
+                "PERFORMANCE_HINT": "THROUGHPUT" if self.streams > 1 else "LATENCY",
+                "NUM_STREAMS": self.streams,
+                "INFERENCE_NUM_THREADS": self.threads,
+                # float32 between the int8 matmuls: OpenVINO 2026.4's bfloat16 path
+                # returned wrong rows at sequence length 32 exactly (max abs error 1.4
+                # on MiniLM), and float32 there costs little next to the int8 matmuls.
+                "INFERENCE_PRECISION_HINT": "f32",
+            },
+        )
+        free = queue.SimpleQueue()  # the requests not running now: one per stream
+        for _ in range(self.streams):
+            free.put(compiled.create_infer_request())
+        return compiled, free
 
     # -- facts
 
@@ -538,12 +548,33 @@ class StaticInt8Encoder:
         return summaries, pooler
 
     def _run_chunks(self, kind, ids, mask, collect):
-        """Run row chunks of a batch on the streams; ``collect(request, low, high, kept)``."""
+        """Run a batch on the free streams, in row chunks; ``collect(request, low, high, kept)``.
+
+        A call takes one free stream (waiting for one if all are busy) and any others free
+        then: one caller alone splits its batch across every stream, while callers running
+        side by side (the engine's workers) each run a whole batch on a stream of its own.
+        Every row gets the same arithmetic whatever its chunk, so the split does not change
+        the results.
+        """
         batch, width = ids.shape
         if batch == 0 or width == 0:
             return
-        _, requests = self._variant(kind)
-        n_chunks = min(self.streams, batch)
+        _, free = self._variant(kind)
+        requests = [free.get()]
+        while len(requests) < min(self.streams, batch):
+            try:
+                requests.append(free.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            self._run_on(requests, ids, mask, collect)
+        finally:
+            for request in requests:
+                free.put(request)
+
+    def _run_on(self, requests, ids, mask, collect):
+        batch = ids.shape[0]
+        n_chunks = len(requests)
         bounds = np.linspace(0, batch, n_chunks + 1).round().astype(int)
         chunks = []
         for low, high in zip(bounds[:-1], bounds[1:]):
@@ -558,12 +589,11 @@ class StaticInt8Encoder:
             chunk_ids[:, :kept] = ids[low:high, :kept]
             chunk_mask[:, :kept] = mask[low:high, :kept]
             chunks.append((low, high, kept, chunk_ids, chunk_mask))
-        with self._lock:
-            for request, (_, _, _, chunk_ids, chunk_mask) in zip(requests, chunks):
-                request.start_async({"input_ids": chunk_ids, "attention_mask": chunk_mask})
-            for request, (low, high, kept, _, _) in zip(requests, chunks):
-                request.wait()
-                collect(request, low, high, kept)
+        for request, (_, _, _, chunk_ids, chunk_mask) in zip(requests, chunks):
+            request.start_async({"input_ids": chunk_ids, "attention_mask": chunk_mask})
+        for request, (low, high, kept, _, _) in zip(requests, chunks):
+            request.wait()
+            collect(request, low, high, kept)
 
     # -- persistence
 
