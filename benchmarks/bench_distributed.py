@@ -43,26 +43,6 @@ import warnings
 
 import _common as common
 import numpy as np
-from distributed import WorkerPlugin
-
-
-class CountModelLoads(WorkerPlugin):
-    """A worker plugin counting real checkpoint loads (calls straight through)."""
-
-    name = "count-model-loads"
-
-    def setup(self, worker):
-        from transformers import PreTrainedModel
-
-        loads = {"count": 0}
-        original = PreTrainedModel.from_pretrained.__func__
-
-        def counting_from_pretrained(cls, *args, **kwargs):
-            loads["count"] += 1
-            return original(cls, *args, **kwargs)
-
-        PreTrainedModel.from_pretrained = classmethod(counting_from_pretrained)
-        worker.sklearn_albert_model_loads = loads
 
 
 def _worker_facts(dask_worker):
@@ -249,7 +229,11 @@ def main():
         ) as cluster,
         Client(cluster) as client,
     ):
-        client.register_plugin(CountModelLoads())
+        import _dask_plugins  # tests/, on the path through _common
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(_dask_plugins)  # workers need not import it
+        client.register_plugin(_dask_plugins.CountModelLoads())
         series = dd.from_pandas(pd.Series(texts, name="text"), npartitions=args.partitions)
         warm_up = warm_up_cluster(vectorizer, texts)
         # Rounds alternate which side goes first; the idle cluster costs nothing meanwhile.

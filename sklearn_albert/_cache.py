@@ -12,10 +12,10 @@ Vectors are kept in the precision the caller names per namespace (``storage_dtyp
 float32 for float32 forward passes, exact; float16 for reduced-precision ones (bfloat16,
 float16, int8), half the size. Each float16 value is within a relative 2**-11 (4.9e-4) of the
 float32 the forward pass produced (absolute 3e-8 below 6.1e-5), one eighth of a single
-bfloat16 rounding. The vectorizer builds the features of texts it has just encoded from the
-same rounded values (:func:`stored_precision`), so a transform's output never depends on what
-the cache held. A text whose vectors exceed float16's range (65,504) is not kept; it is
-encoded every time.
+bfloat16 rounding. The engine rounds the vectors of texts it has just encoded the same way
+(:func:`rounded_as_stored`) and the vectorizer builds their features from those, so a
+transform's output never depends on what the cache held. A text whose vectors exceed
+float16's range (65,504) is not kept; it is encoded every time.
 
 How big it gets
 ---------------
@@ -208,12 +208,49 @@ def _storable(encodings, dtype):
     return columns, fits
 
 
+def rounded_as_stored(values, storage_dtype="float16"):
+    """``values`` as the cache keeps them: rounded through ``storage_dtype``, row by row.
+
+    The one definition of the rounding: the engine applies it where it encodes (on the
+    GPU, or on the CPU stream of the batch), :func:`stored_precision` to whole encodings.
+
+    Parameters
+    ----------
+    values : torch.Tensor or ndarray, float32
+        Rows along the first axis; a tensor may live on any device.
+    storage_dtype : {"float16", "float32"}, default="float16"
+        The precision given to :meth:`MemoryCache.store`; "float32" changes nothing.
+
+    Returns
+    -------
+    rounded : torch.Tensor or ndarray (as ``values``), float32
+        A new array: each value rounded to the nearest ``storage_dtype`` value (ties to
+        even) and back, except the rows holding a value ``storage_dtype`` cannot represent
+        (beyond its range, or NaN), which stay unrounded since the cache does not keep them.
+    """
+    import torch
+
+    dtype = _check_storage_dtype(storage_dtype)
+    as_numpy = isinstance(values, np.ndarray)
+    if as_numpy:
+        values = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    values = values.to(torch.float32)
+    if dtype == np.float32:
+        rounded = values.clone()
+    else:
+        rounded = values.to(getattr(torch, dtype.name)).to(torch.float32)
+        unfit = ~torch.isfinite(rounded).flatten(1).all(dim=1)
+        if bool(unfit.any()):
+            rounded[unfit] = values[unfit]
+    return rounded.numpy() if as_numpy else rounded
+
+
 def stored_precision(encodings, storage_dtype="float16"):
     """The encodings as the cache returns them: vectors rounded through ``storage_dtype``.
 
-    The vectorizer builds the features of freshly encoded texts from these, so that they
-    equal the features the cache gives for the same texts later, bit for bit. Rows whose
-    values exceed float16's range are returned unchanged (the cache does not keep them).
+    Features built from these equal the features the cache gives for the same texts
+    later, bit for bit (:func:`rounded_as_stored` per array). Rows whose values exceed
+    float16's range are returned unchanged (the cache does not keep them).
 
     Parameters
     ----------
@@ -227,21 +264,13 @@ def stored_precision(encodings, storage_dtype="float16"):
     rounded : Encodings
         New arrays; the input is not modified.
     """
-
-    dtype = _check_storage_dtype(storage_dtype)
-    if dtype == np.float32:
+    if _check_storage_dtype(storage_dtype) == np.float32:
         return encodings
-
-    def rounded(values):
-        out = _cast(_cast(values, dtype), np.float32)
-        # Values beyond float16's range came back as inf: such rows (and rows holding NaN)
-        # are put back unrounded, as the cache does not keep them.
-        too_big = ~np.isfinite(out).all(axis=tuple(range(1, values.ndim)))
-        out[too_big] = values[too_big]
-        return out
-
-    pooler = None if encodings.pooler is None else rounded(encodings.pooler)
-    return encodings._replace(summaries=rounded(encodings.summaries), pooler=pooler)
+    pooler = encodings.pooler
+    return encodings._replace(
+        summaries=rounded_as_stored(encodings.summaries, storage_dtype),
+        pooler=None if pooler is None else rounded_as_stored(pooler, storage_dtype),
+    )
 
 
 def _empty_encodings(n_layers, dim=0, has_pooler=False):

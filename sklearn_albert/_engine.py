@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._batching import add_special_tokens, collate, plan_batches
+from ._cache import rounded_as_stored
 from ._devices import resolve_dtype
 from ._long_texts import merge_windows, split_into_windows
 from ._pooling import Encodings, pool_hidden_states
@@ -240,7 +241,7 @@ def pool_summaries(runner, input_ids, attention_mask):
 
 
 def rounded_summaries(round_to):
-    """:func:`pool_summaries`, its results rounded through ``round_to`` on the device.
+    """:func:`pool_summaries`, its results rounded as the embedding cache keeps them.
 
     Parameters
     ----------
@@ -250,39 +251,20 @@ def rounded_summaries(round_to):
     Returns
     -------
     step : callable
-        A step for :func:`forward`. Its results equal
-        ``_cache.stored_precision`` of :func:`pool_summaries`' results, bit for bit: each
-        value rounded to the nearest ``round_to`` value and back to float32, except the
-        rows holding a value beyond ``round_to``'s range (or NaN), which stay unrounded.
-        Done here, the rounding runs on the GPU, or on the CPU stream that encoded the
-        batch, instead of on the thread collecting the results.
+        A step for :func:`forward`, its results passed through
+        ``_cache.rounded_as_stored``. Done here, the rounding runs on the GPU, or on the
+        CPU stream that encoded the batch, instead of on the thread collecting the results.
     """
     if round_to is None:
         return pool_summaries
 
     def step(runner, input_ids, attention_mask):
         return tuple(
-            None if result is None else round_through(result, round_to)
+            None if result is None else rounded_as_stored(result, round_to)
             for result in pool_summaries(runner, input_ids, attention_mask)
         )
 
     return step
-
-
-def round_through(values, dtype_name):
-    """``values`` (a float32 tensor) rounded through ``dtype_name`` and back, row by row.
-
-    Rows (along the first axis) holding a value that ``dtype_name`` cannot represent
-    (beyond its range, or NaN) are left unrounded.
-    """
-    import torch
-
-    values = values.to(torch.float32)
-    rounded = values.to(getattr(torch, dtype_name)).to(torch.float32)
-    unfit = ~torch.isfinite(rounded).flatten(1).all(dim=1)
-    if bool(unfit.any()):
-        rounded[unfit] = values[unfit]
-    return rounded
 
 
 def token_vectors(layers, layer_aggregation):
@@ -421,11 +403,10 @@ def _run_on_streams(run, prepare, batches, device, streams, threads_per_stream):
         return list(_with_backoff(run, prepare, batch, tensors, device))
 
     pending = deque()
-    upcoming = iter(batches)
     callers_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for batch in upcoming:
+        for batch in batches:
             pending.append(pool.submit(one_batch, batch))
             if len(pending) > streams:
                 yield from pending.popleft().result()
@@ -562,13 +543,8 @@ def _reassemble(loaded, runner, windows, settings, round_to):
 
 
 def _rounded_rows(round_to, *rows):
-    """One text's merged arrays, each rounded as :func:`round_through` rounds a row."""
-    import torch
-
-    return tuple(
-        None if row is None else round_through(torch.from_numpy(row[None]), round_to)[0].numpy()
-        for row in rows
-    )
+    """One text's merged arrays, each rounded as the cache keeps a row."""
+    return tuple(None if row is None else rounded_as_stored(row[None], round_to)[0] for row in rows)
 
 
 def _rows_then(values, rows, extra):

@@ -26,11 +26,12 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
+from ._settings import EncodeSettings
 from ._workers import received
 
 __all__ = ["EmbedSummary", "embed_to_parquet", "parallel_predict", "transform_collection"]
@@ -41,17 +42,14 @@ MANIFEST_NAME = "_sklearn_albert_manifest.json"
 # A part file's temporary name starts with "." (parquet readers skip such files) and holds
 # the writer's process id, so that the leftovers of a killed worker are recognisable.
 TEMPORARY_SUFFIX = ".tmp"
-# The fitted settings that change the numbers in the output, for the manifest.
-OUTPUT_SETTINGS = (
-    "pooling",
-    "layers",
-    "layer_aggregation",
-    "max_length",
-    "long_text",
-    "stride",
-    "chunk_aggregation",
-    "normalize",
-    "calibration_id",
+# The fitted settings that change the numbers in the output, for the manifest: every field
+# of EncodeSettings but those the manifest records apart (fingerprint, dtype) and those
+# that only decide where and how fast it runs.
+OUTPUT_SETTINGS = tuple(
+    field.name
+    for field in fields(EncodeSettings)
+    if field.name
+    not in {"model_fingerprint", "compute_dtype", "device", "batch_size", "max_tokens"}
 )
 
 

@@ -460,20 +460,31 @@ def test_torch_and_numpy_float16_conversions_give_the_same_bits():
     np.testing.assert_array_equal(_fits_float16(columns), np.isfinite(columns).all(axis=(0, 2)))
 
 
-def test_the_engine_rounds_as_the_cache_keeps_bit_for_bit():
+def test_rounded_as_stored_gives_the_bits_the_cache_returns():
+    """What the engine rounds where it encodes equals what a store and lookup give back."""
     import torch
 
-    from sklearn_albert._engine import round_through
+    from sklearn_albert._cache import rounded_as_stored
 
     values = edge_values((5, 3, 13, 64), seed=1)
-    values[2, 0, 0, 0] = 1e6  # beyond float16: this row stays unrounded
+    values[2, 0, 0, 0] = 1e6  # beyond float16: this row stays unrounded, and is not kept
     values[3, 1, 2, 3] = np.nan  # NaN: this row too
     pooler = edge_values((5, 64), seed=2)
-    encodings = fake_encodings(texts_named("r", 5))._replace(summaries=values, pooler=pooler)
-    reference = stored_precision(encodings)
-    for got, expected in [
-        (round_through(torch.from_numpy(values), "float16"), reference.summaries),
-        (round_through(torch.from_numpy(pooler), "float16"), reference.pooler),
-    ]:
-        np.testing.assert_array_equal(got.numpy().view(np.uint32), expected.view(np.uint32))
-    np.testing.assert_array_equal(reference.summaries[2], values[2])
+    texts = texts_named("r", 5)
+    encodings = fake_encodings(texts)._replace(summaries=values, pooler=pooler)
+    cache = MemoryCache()
+    cache.store("ns", texts, encodings)
+    found, kept = cache.lookup("ns", texts, tuple(range(13)))
+    # Row 0 holds 65520 (edge_values), which rounds to inf in float16: not kept either.
+    np.testing.assert_array_equal(found, [False, True, False, False, True])
+
+    on_device = rounded_as_stored(torch.from_numpy(values))  # a tensor, as in the engine
+    from_numpy = rounded_as_stored(values)
+    assert isinstance(on_device, torch.Tensor) and isinstance(from_numpy, np.ndarray)
+    for got in (on_device.numpy(), from_numpy):
+        np.testing.assert_array_equal(got[found].view(np.uint32), kept.summaries.view(np.uint32))
+        np.testing.assert_array_equal(got[~found].view(np.uint32), values[~found].view(np.uint32))
+    np.testing.assert_array_equal(
+        rounded_as_stored(pooler)[found].view(np.uint32), kept.pooler.view(np.uint32)
+    )
+    np.testing.assert_array_equal(stored_precision(encodings).summaries, from_numpy)

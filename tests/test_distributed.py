@@ -29,6 +29,8 @@ dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe] (pip in
 da = pytest.importorskip("dask.array", reason="needs dask[array] (pip install .[test])")
 distributed = pytest.importorskip("distributed", reason="needs distributed (pip install .[test])")
 
+import _dask_plugins  # noqa: E402
+from _dask_plugins import CountModelLoads  # noqa: E402
 from _tiny_model import generated_sentences  # noqa: E402
 
 from sklearn_albert import _workers  # noqa: E402
@@ -41,25 +43,6 @@ from sklearn_albert.distributed import (  # noqa: E402
 # Repeated texts and a shuffled order, so that order and deduplication both matter.
 TEXTS = generated_sentences(150, seed=3) + generated_sentences(30, seed=3)[::-1]
 N_PARTITIONS = 12
-
-
-class CountModelLoads(distributed.WorkerPlugin):
-    """Counts real checkpoint loads in a worker process (calls straight through)."""
-
-    name = "count-model-loads"
-
-    def setup(self, worker):
-        from transformers import PreTrainedModel
-
-        loads = {"count": 0}
-        original = PreTrainedModel.from_pretrained.__func__
-
-        def counting_from_pretrained(cls, *args, **kwargs):
-            loads["count"] += 1
-            return original(cls, *args, **kwargs)
-
-        PreTrainedModel.from_pretrained = classmethod(counting_from_pretrained)
-        worker.sklearn_albert_model_loads = loads
 
 
 def _model_loads(dask_worker):
@@ -82,6 +65,7 @@ def client():
 
     # The workers cannot import this test module: ship its functions by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cloudpickle.register_pickle_by_value(_dask_plugins)
     with (
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -91,6 +75,7 @@ def client():
         client.register_plugin(CountModelLoads())
         yield client
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    cloudpickle.unregister_pickle_by_value(_dask_plugins)
 
 
 @pytest.fixture
