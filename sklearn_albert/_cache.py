@@ -167,8 +167,10 @@ def _cast(values, dtype):
     beyond float16's range become inf, NaN stays NaN), so the results are the same bits.
     """
     dtype = np.dtype(dtype)
+    if values.dtype == dtype:
+        return values
     torch = _torch_for(values)
-    if torch is None or values.dtype == dtype:
+    if torch is None:
         with np.errstate(over="ignore"):  # values beyond the range become inf, as in torch
             return values.astype(dtype)
     source = torch.from_numpy(np.ascontiguousarray(values))
@@ -195,17 +197,31 @@ def _fits_float16(columns):
 
 
 def _storable(encodings, dtype):
-    """``(columns, fits)``: the vectors as (n_columns, n, dim) ``dtype``, and which rows fit."""
+    """``(parts, fits)``: the vectors in ``dtype``, and which rows fit.
+
+    ``parts`` are (n_columns, n, dim) arrays whose concatenation is the block's columns:
+    the summaries' (a view, without a copy, when they come from :func:`rounded_batch`),
+    then the pooler's, if any.
+    """
     n, _, n_hidden_states, dim = encodings.summaries.shape
-    columns = _cast(np.moveaxis(encodings.summaries, 0, 2), dtype)
-    columns = columns.reshape(3 * n_hidden_states, n, dim)
+    summaries = _cast(np.moveaxis(encodings.summaries, 0, 2), dtype)
+    parts = [summaries.reshape(3 * n_hidden_states, n, dim)]
     if encodings.pooler is not None:
-        columns = np.concatenate([columns, _cast(encodings.pooler, dtype)[None]], axis=0)
-    if dtype == np.float16:
-        fits = _fits_float16(columns)
-    else:
-        fits = np.isfinite(columns).all(axis=(0, 2))  # NaN fails too
-    return columns, fits
+        parts.append(_cast(encodings.pooler, dtype)[None])
+    fits = np.ones(n, dtype=bool)
+    for part in parts:
+        if dtype == np.float16:
+            fits &= _fits_float16(part)
+        else:
+            fits &= np.isfinite(part).all(axis=(0, 2))  # NaN fails too
+    return parts, fits
+
+
+def _joined(parts, rows=slice(None)):
+    """The ``rows`` of the columns split in ``parts``, as one (n_columns, k, dim) array."""
+    if len(parts) == 1:
+        return parts[0][:, rows]
+    return np.concatenate([part[:, rows] for part in parts], axis=0)
 
 
 def rounded_as_stored(values, storage_dtype="float16"):
@@ -243,6 +259,48 @@ def rounded_as_stored(values, storage_dtype="float16"):
         if bool(unfit.any()):
             rounded[unfit] = values[unfit]
     return rounded.numpy() if as_numpy else rounded
+
+
+def rounded_batch(summaries, pooler, storage_dtype="float16"):
+    """One batch's summaries and pooler output as the cache keeps them, ready to store.
+
+    What the engine hands over for a batch it has just encoded (on the GPU, or on the
+    CPU stream of the batch). When every value fits float16, the arrays are float16
+    (exactly the values :func:`rounded_as_stored` gives, at half the size), and
+    ``summaries`` lies in memory as the cache's columns, (3, n_hidden_states, n, dim),
+    seen as (n, 3, n_hidden_states, dim): :meth:`MemoryCache.store` then copies them into
+    a block without a conversion or a transposition. Otherwise each array is
+    :func:`rounded_as_stored` (float32).
+
+    Parameters
+    ----------
+    summaries : torch.Tensor of shape (n, 3, n_hidden_states, dim), float32
+    pooler : torch.Tensor of shape (n, dim), float32, or None
+    storage_dtype : {"float16", "float32"}, default="float16"
+
+    Returns
+    -------
+    summaries, pooler : torch.Tensor (or None for no pooler)
+        float16 as described, or float32.
+    """
+    import torch
+
+    if _check_storage_dtype(storage_dtype) == np.float16:
+        n, n_summaries, n_states, dim = summaries.shape
+        columns = torch.empty(
+            (n_summaries, n_states, n, dim), dtype=torch.float16, device=summaries.device
+        )
+        columns.copy_(summaries.permute(1, 2, 0, 3))
+        half_pooler = None if pooler is None else pooler.to(torch.float16)
+        # inf where a value is beyond float16's range, NaN where it was NaN
+        if bool(torch.isfinite(columns).all()) and (
+            half_pooler is None or bool(torch.isfinite(half_pooler).all())
+        ):
+            return columns.permute(2, 0, 1, 3), half_pooler
+    return (
+        rounded_as_stored(summaries, storage_dtype),
+        None if pooler is None else rounded_as_stored(pooler, storage_dtype),
+    )
 
 
 def stored_precision(encodings, storage_dtype="float16"):
@@ -577,17 +635,22 @@ class MemoryCache(_CacheBase):
                     new.append(position)
             if not new:
                 return
-            columns, fits = _storable(_rows_of(encodings, new), dtype)
+            parts, fits = _storable(_rows_of(encodings, new), dtype)
             if not fits.all():
                 new = [position for position, fit in zip(new, fits) if fit]
-                columns = columns[:, fits]
+                parts = [part[:, fits] for part in parts]
             done = 0
             while done < len(new):
                 block = self._open_block(namespace, layout)
                 first = len(block.texts)
                 take = min(len(new) - done, block.capacity - first)
                 positions = new[done : done + take]
-                block.data[:, first : first + take] = columns[:, done : done + take]
+                column = 0
+                for part in parts:
+                    block.data[column : column + len(part), first : first + take] = part[
+                        :, done : done + take
+                    ]
+                    column += len(part)
                 block.n_tokens[first : first + take] = encodings.n_tokens[positions]
                 block.truncated[first : first + take] = encodings.truncated[positions]
                 code = block.serial << ROW_BITS
@@ -886,9 +949,9 @@ class DiskCache(_CacheBase):
                 if digest not in state.slots and digest not in seen:
                     seen.add(digest)
                     new.append(position)
-            columns, fits = _storable(_rows_of(encodings, new), dtype)
+            parts, fits = _storable(_rows_of(encodings, new), dtype)
             new = [position for position, fit in zip(new, fits) if fit]
-            self._append(state, [digests[p] for p in new], columns[:, fits], encodings, new)
+            self._append(state, [digests[p] for p in new], _joined(parts, fits), encodings, new)
             self._add_writes(state, len(texts))
 
     def _append(self, state, digests, columns, encodings, positions):

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._batching import add_special_tokens, collate, plan_batches
-from ._cache import rounded_as_stored
+from ._cache import rounded_as_stored, rounded_batch
 from ._devices import resolve_dtype
 from ._long_texts import merge_windows, split_into_windows
 from ._pooling import Encodings, pool_hidden_states
@@ -203,6 +203,8 @@ def forward(runner, input_ids, attention_mask, compute_dtype, step):
     Returns
     -------
     results : tuple of ndarray or None
+        float32, except float16 results (those of :func:`rounded_summaries`), which stay
+        float16, in their own memory layout.
     """
     import torch
 
@@ -216,9 +218,15 @@ def forward(runner, input_ids, attention_mask, compute_dtype, step):
         ),
     ):
         results = step(runner, input_ids, attention_mask)
-        return tuple(
-            None if result is None else result.to(torch.float32).cpu().numpy() for result in results
-        )
+        return tuple(None if result is None else _to_numpy(result) for result in results)
+
+
+def _to_numpy(result):
+    import torch
+
+    if result.dtype != torch.float16:
+        result = result.to(torch.float32)
+    return result.cpu().numpy()
 
 
 def _hidden_states(runner, input_ids, attention_mask):
@@ -251,18 +259,17 @@ def rounded_summaries(round_to):
     Returns
     -------
     step : callable
-        A step for :func:`forward`, its results passed through
-        ``_cache.rounded_as_stored``. Done here, the rounding runs on the GPU, or on the
-        CPU stream that encoded the batch, instead of on the thread collecting the results.
+        A step for :func:`forward`, its results passed through ``_cache.rounded_batch``:
+        float16 in the cache's layout when they fit (else float32, rounded). Done here,
+        the rounding and the transposition run on the GPU, or on the CPU stream that
+        encoded the batch, instead of on the thread collecting the results.
     """
     if round_to is None:
         return pool_summaries
 
     def step(runner, input_ids, attention_mask):
-        return tuple(
-            None if result is None else rounded_as_stored(result, round_to)
-            for result in pool_summaries(runner, input_ids, attention_mask)
-        )
+        summaries, pooler = pool_summaries(runner, input_ids, attention_mask)
+        return rounded_batch(summaries, pooler, round_to)
 
     return step
 
@@ -505,8 +512,12 @@ def _reassemble(loaded, runner, windows, settings, round_to):
         for i in np.flatnonzero(~whole):
             text = int(owners[i])
             parts = partial.setdefault(text, [])
-            parts.append(
-                (summaries[i], None if pooler is None else pooler[i], len(windows.ids[batch[i]]))
+            parts.append(  # float32: the merged mean of float16 windows is rounded again
+                (
+                    summaries[i].astype(np.float32),
+                    None if pooler is None else pooler[i].astype(np.float32),
+                    len(windows.ids[batch[i]]),
+                )
             )
             if len(parts) == windows.n_windows[text]:
                 merged_summary, merged_pooler = merge_windows(

@@ -30,8 +30,9 @@ class Encodings(NamedTuple):
     built from (:func:`features_from`).
     """
 
-    summaries: np.ndarray  # (n, 3, n_hidden_states, dim) float32: cls, mean, max per state
-    pooler: object  # (n, dim) float32 ndarray, or None when the model has no pooler
+    summaries: np.ndarray  # (n, 3, n_hidden_states, dim) float32 (float16 on its way to a
+    # cache, see _cache.rounded_batch): cls, mean, max per state
+    pooler: object  # (n, dim) float32 ndarray (or float16, as summaries), or None: no pooler
     n_tokens: np.ndarray  # (n,) int64: attended tokens, special tokens included
     truncated: np.ndarray  # (n,) bool: cropped to max_length
 
@@ -54,9 +55,11 @@ def features_from(encodings, settings, *, layers_selected=False):
     """
     if not layers_selected:
         encodings = encodings.select_layers(settings.layers)
+    pooler = encodings.pooler
     return combine_pooled(
-        encodings.summaries,
-        encodings.pooler,
+        # float32 arithmetic for float16 summaries too (as the engine hands them to a cache)
+        encodings.summaries.astype(np.float32, copy=False),
+        None if pooler is None else pooler.astype(np.float32, copy=False),
         encodings.n_tokens,
         pooling=settings.pooling,
         layers=range(len(settings.layers)),

@@ -488,3 +488,56 @@ def test_rounded_as_stored_gives_the_bits_the_cache_returns():
         rounded_as_stored(pooler)[found].view(np.uint32), kept.pooler.view(np.uint32)
     )
     np.testing.assert_array_equal(stored_precision(encodings).summaries, from_numpy)
+
+
+@pytest.mark.parametrize("cache_kind", ["memory", "disk"])
+def test_a_rounded_batch_is_float16_in_the_cache_layout_and_stores_the_same(cache_kind, tmp_path):
+    """The engine's float16 hand-over: the values of rounded_as_stored, stored alike."""
+    import torch
+
+    from sklearn_albert._cache import rounded_as_stored, rounded_batch
+
+    values = edge_values((6, 3, 13, 64), seed=3)
+    values.flat[7] = 1.0  # edge_values's 65520 would round beyond float16's range
+    pooler = edge_values((6, 64), seed=4)
+    pooler.flat[7] = 1.0
+    summaries, pooled = rounded_batch(torch.from_numpy(values), torch.from_numpy(pooler))
+
+    assert summaries.dtype == pooled.dtype == torch.float16
+    assert summaries.shape == values.shape
+    assert summaries.permute(1, 2, 0, 3).is_contiguous()  # the cache's columns, in memory
+    expected = rounded_as_stored(values)
+    np.testing.assert_array_equal(summaries.float().numpy(), expected)
+    np.testing.assert_array_equal(pooled.float().numpy(), rounded_as_stored(pooler))
+
+    texts = texts_named("h", 6)
+    half = fake_encodings(texts)._replace(summaries=summaries.numpy(), pooler=pooled.numpy())
+    rounded = fake_encodings(texts)._replace(summaries=expected, pooler=rounded_as_stored(pooler))
+    stores = []
+    for name, encodings in (("half", half), ("rounded", rounded)):
+        cache = MemoryCache() if cache_kind == "memory" else DiskCache(tmp_path / name)
+        cache.store("ns", texts, encodings)
+        stores.append(cache.lookup("ns", texts, tuple(range(13))))
+    (found_half, kept_half), (found_rounded, kept_rounded) = stores
+    assert found_half.all() and found_rounded.all()
+    np.testing.assert_array_equal(kept_half.summaries, kept_rounded.summaries)
+    np.testing.assert_array_equal(kept_half.pooler, kept_rounded.pooler)
+    np.testing.assert_array_equal(kept_half.summaries, expected)
+
+
+@pytest.mark.parametrize("where", ["summaries", "pooler"])
+def test_a_rounded_batch_with_a_value_beyond_float16_is_rounded_float32(where):
+    import torch
+
+    from sklearn_albert._cache import rounded_as_stored, rounded_batch
+
+    values = edge_values((4, 3, 13, 64), seed=5)
+    values.flat[7] = 1.0  # only the value set below is beyond float16's range
+    pooler = np.ones((4, 64), dtype=np.float32)
+    (values if where == "summaries" else pooler)[1].flat[5] = 1e6
+
+    summaries, pooled = rounded_batch(torch.from_numpy(values), torch.from_numpy(pooler))
+
+    assert summaries.dtype == pooled.dtype == torch.float32
+    np.testing.assert_array_equal(summaries.numpy(), rounded_as_stored(values))
+    np.testing.assert_array_equal(pooled.numpy(), rounded_as_stored(pooler))

@@ -98,3 +98,17 @@ def test_a_stride_as_wide_as_the_window_is_refused(vectorizer):
         InvalidParameterError, match="Got stride=14 but a window holds only 14 text tokens"
     ):
         vectorizer.set_params(long_text="chunk", max_length=16, stride=14).fit([LONG])
+
+
+def test_in_reduced_precision_chunked_texts_give_what_the_cache_gives_later(vectorizer):
+    # Windows arrive as float16 in the cache's layout; merging them runs in float32 and
+    # is rounded again, so the first transform equals every later one, read from the cache.
+    texts = [LONG, "short", LONG + " again"]
+    vectorizer.set_params(
+        dtype="bfloat16", long_text="chunk", max_length=16, stride=4, pooling=["mean", "max"]
+    ).fit(texts)
+    first = vectorizer.transform(texts)
+    again = vectorizer.transform(texts)
+
+    assert first.dtype == np.float32
+    np.testing.assert_array_equal(again, first)

@@ -3,7 +3,9 @@
 Each speed-up has its own environment switch, read when a model's inference copy is built
 (models already loaded keep their copy): ``SKLEARN_ALBERT_CPU_PACKING=0`` keeps plain
 ``nn.Linear`` layers (no oneDNN packing, no fused GELU), ``SKLEARN_ALBERT_CPU_ATTENTION=0``
-keeps transformers' SDPA attention. ``SKLEARN_ALBERT_CPU_STREAMS`` (read at each transform,
+keeps transformers' SDPA attention, ``SKLEARN_ALBERT_CPU_ERF_GELU=0`` keeps a checkpoint's
+tanh-approximated GELU in bfloat16 (exact GELU runs instead: faster, and closer than
+bfloat16 rounds). ``SKLEARN_ALBERT_CPU_STREAMS`` (read at each transform,
 ``streams.py``) sets how many batches run side by side.
 """
 
@@ -14,6 +16,10 @@ PACKING_SWITCH = "SKLEARN_ALBERT_CPU_PACKING"
 
 #: Set to 0 to keep SDPA attention on CPU instead of matmuls for short sequences.
 ATTENTION_SWITCH = "SKLEARN_ALBERT_CPU_ATTENTION"
+
+#: Set to 0 to keep the checkpoint's tanh-approximated GELU in bfloat16 on CPU, instead of
+#: the exact GELU it approximates (``packed_linear._tanh_gelu_as_erf``).
+ERF_GELU_SWITCH = "SKLEARN_ALBERT_CPU_ERF_GELU"
 
 
 def switched_on(name):
