@@ -18,8 +18,8 @@ pytest.importorskip("nncf", reason="needs NNCF (pip install .[int8])")
 
 from sklearn_albert._batching import collate, plan_batches  # noqa: E402
 from sklearn_albert._cpu.int8 import (  # noqa: E402
+    KEY_MULTIPLE,
     MAX_CALIBRATION_TEXTS,
-    WIDTH_MULTIPLE,
     StaticInt8Encoder,
     builtin_calibration_texts,
     calibrate_int8,
@@ -186,13 +186,36 @@ def test_padding_never_reaches_a_real_token(tiny):
     _, tokenizer, encoder = tiny
     row = _ids(tokenizer, ["A short text."])[0]
     alone = encoder(torch.tensor([row]), torch.ones((1, len(row)), dtype=torch.long))
-    for extra, filler in ((1, 0), (WIDTH_MULTIPLE + 3, 5), (40, 7)):
+    for extra, filler in ((1, 0), (KEY_MULTIPLE + 3, 5), (40, 7)):
         ids = torch.tensor([row + [filler] * extra])
         mask = torch.tensor([[1] * len(row) + [0] * extra])
         padded = encoder(ids, mask)
         for left, right in zip(alone.hidden_states, padded.hidden_states):
             assert torch.equal(left[0], right[0, : len(row)])
         assert torch.equal(alone.pooler_output, padded.pooler_output)
+
+
+def test_every_attention_of_the_compiled_graph_gets_its_keys_padded(tiny):
+    import openvino as ov
+
+    from sklearn_albert._cpu.int8 import _with_keys_padded
+
+    model, _, encoder = tiny
+    files = encoder.to_files()
+    graph = ov.Core().read_model(files["model.xml"], files["model.bin"])
+    n_attentions = sum(
+        op.get_type_name() == "ScaledDotProductAttention" for op in graph.get_ordered_ops()
+    )
+
+    assert n_attentions == model.config.num_hidden_layers
+    assert _with_keys_padded(graph, KEY_MULTIPLE) == n_attentions
+    # A width that is not a multiple of KEY_MULTIPLE, alone and beside a longer text:
+    # the same bits (what makes transform batch-invariant).
+    tokenizer_free = [[2, 40, 41, 42, 3], [2, *range(50, 50 + KEY_MULTIPLE + 6), 3]]
+    alone = _encode(encoder, tokenizer_free[:1], 0, batch_size=1)[0]
+    together = _encode(encoder, tokenizer_free, 0, batch_size=2)[0]
+    np.testing.assert_array_equal(alone[0], together[0])
+    np.testing.assert_array_equal(alone[1], together[1])
 
 
 def test_each_application_of_the_shared_layer_has_its_own_ranges(tiny):

@@ -26,9 +26,11 @@ that are free (one thread each, by default two streams on two or more threads): 
 alone splits its batch into row chunks across all of them, while the engine calls it from
 one worker thread per stream, so that each batch runs whole on a stream of its own and no
 stream waits while the caller caches the last batch. Each chunk is cropped to its own
-longest text rounded up to :data:`WIDTH_MULTIPLE` tokens. Every row goes through the same
-compiled kernels and the same summation order whatever chunk it lands in, which is what
-makes the result batch-invariant (bit-identical in our tests).
+longest text. Every row goes through the same compiled kernels and the same summation
+order whatever chunk it lands in, which is what makes the result batch-invariant
+(bit-identical in our tests): inside the compiled graph each attention's keys are padded
+(masked) to a multiple of :data:`KEY_MULTIPLE`, where OpenVINO's attention kernel sums a
+row's keys in the same order whatever the chunk's width.
 
 The calibrated model is kept as OpenVINO IR: ``model.xml`` (the graph, data only) and
 ``model.bin`` (weights and quantizer ranges), plus ``int8.json``; :meth:`to_files` and
@@ -75,12 +77,15 @@ CALIBRATION_SEED = 0
 #: The optional extra that installs the runtime.
 INSTALL_HINT = 'pip install "sklearn-albert[int8]"'
 
-#: Every chunk is padded to a multiple of this many tokens. OpenVINO's CPU attention sums a
-#: row's keys in an order that depends on the padded length unless that length is a
-#: multiple of 16; a last-bit difference there can flip an int8 rounding downstream (up to
-#: 0.04 on a token vector of MiniLM). At multiples of 16 a text's vector is bit-identical
-#: whatever it is batched with (measured on OpenVINO 2026.4).
-WIDTH_MULTIPLE = 16
+#: Attention keys are padded (masked) to a multiple of this many inside the compiled graph.
+#: OpenVINO's CPU attention sums a row's keys in an order that depends on the number of
+#: keys unless it is a multiple of 16; a last-bit difference there can flip an int8
+#: rounding downstream (0.011 on ALBERT-base's mean-pooled vectors between batch sizes 1,
+#: 7 and 64, 0.04 on a token vector of MiniLM). With the keys padded, a text's vector is
+#: bit-identical whatever it is batched with (measured on OpenVINO 2026.4). Padding the
+#: whole chunk to a multiple of 16 tokens instead did the same, but cost 23% more tokens
+#: in every matmul on SST-2 dev, and 10% of the int8 encoder's speed.
+KEY_MULTIPLE = 16
 
 FORMAT_VERSION = 1
 FILE_NAMES = ("model.xml", "model.bin", "int8.json")
@@ -194,9 +199,8 @@ def calibrate_int8(model, calibration_ids, *, pad_id, threads=None, streams=None
         seeded random sample, :func:`select_calibration_ids`); each runs on its own,
         unpadded.
     pad_id : int
-        The tokenizer's padding id: fills the tracing example and the padding each chunk
-        gets up to a multiple of :data:`WIDTH_MULTIPLE` (masked, so it never reaches a
-        real token).
+        The tokenizer's padding id: fills the tracing example (masked, so it never
+        reaches a real token).
     threads : int, default=None
         CPU threads of the compiled encoder; None means ``torch.get_num_threads()``.
     streams : int, default=None
@@ -428,6 +432,7 @@ class StaticInt8Encoder:
 
         core = ov.Core()
         ov_model = core.read_model(model=self._xml, weights=self._weights)
+        _with_keys_padded(ov_model, KEY_MULTIPLE)
         if kind == "pooled":
             ov_model = _with_pooled_outputs(ov_model, self.n_hidden_states, self.has_pooler)
         compiled = core.compile_model(
@@ -578,16 +583,12 @@ class StaticInt8Encoder:
         bounds = np.linspace(0, batch, n_chunks + 1).round().astype(int)
         chunks = []
         for low, high in zip(bounds[:-1], bounds[1:]):
-            # Each chunk runs at its own longest text rounded up to WIDTH_MULTIPLE tokens:
-            # less padding than the batch's, and the same arithmetic per row whatever the
-            # chunk (see WIDTH_MULTIPLE).
+            # Each chunk runs at its own longest text: less padding than the batch's, and
+            # the same arithmetic per row whatever the chunk (see KEY_MULTIPLE).
             used = np.flatnonzero(mask[low:high].any(axis=0))
             kept = int(used[-1]) + 1 if used.size else 1
-            chunk_width = -(-kept // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
-            chunk_ids = np.full((high - low, chunk_width), self._meta["pad_id"], dtype=np.int64)
-            chunk_mask = np.zeros((high - low, chunk_width), dtype=np.int64)
-            chunk_ids[:, :kept] = ids[low:high, :kept]
-            chunk_mask[:, :kept] = mask[low:high, :kept]
+            chunk_ids = np.ascontiguousarray(ids[low:high, :kept], dtype=np.int64)
+            chunk_mask = np.ascontiguousarray(mask[low:high, :kept], dtype=np.int64)
             chunks.append((low, high, kept, chunk_ids, chunk_mask))
         for request, (_, _, _, chunk_ids, chunk_mask) in zip(requests, chunks):
             request.start_async({"input_ids": chunk_ids, "attention_mask": chunk_mask})
@@ -670,6 +671,64 @@ def _as_arrays(input_ids, attention_mask):
             f"{tuple(ids.shape)} and {tuple(mask.shape)}."
         )
     return ids, mask
+
+
+def _with_keys_padded(ov_model, multiple):
+    """``ov_model`` (changed in place) with its attention keys padded to ``multiple``.
+
+    Each ``ScaledDotProductAttention`` gets its keys and values padded with zeros, and its
+    mask with masked positions, up to the next multiple of ``multiple`` keys: a padded key
+    is never attended to, so the attention is the same, but OpenVINO's CPU kernel then
+    sums a row's keys in the same order whatever the batch's width (see
+    :data:`KEY_MULTIPLE`). Attentions without a mask input are left as they are.
+
+    Returns
+    -------
+    n_padded : int
+        Attentions changed.
+    """
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    n_padded = 0
+    zero = ops.constant(np.array([0], dtype=np.int64))
+    step = ops.constant(np.array([multiple], dtype=np.int64))
+    begin = ops.constant(np.zeros(4, dtype=np.int64))
+    for node in ov_model.get_ordered_ops():
+        if node.get_type_name() != "ScaledDotProductAttention" or node.get_input_size() < 4:
+            continue
+        query, key, value, mask = (node.input_value(index) for index in range(4))
+        n_keys = ops.gather(
+            ops.shape_of(key, ov.Type.i64), ops.constant(np.array([2])), ops.constant(0)
+        )
+        missing = ops.mod(ops.subtract(step, ops.mod(n_keys, step)), step)  # (1,)
+        key_end = ops.concat([zero, zero, missing, zero], 0)
+        mask_end = ops.concat([zero, zero, zero, missing], 0)
+        # The mask may broadcast over queries or keys: spell it out before padding it.
+        n_queries = ops.gather(
+            ops.shape_of(query, ov.Type.i64), ops.constant(np.array([2])), ops.constant(0)
+        )
+        leading = ops.slice(
+            ops.shape_of(mask, ov.Type.i64),
+            ops.constant(np.array([0])),
+            ops.constant(np.array([2])),
+            ops.constant(np.array([1])),
+        )  # the mask's batch and head axes, as they are
+        full = ops.concat([leading, n_queries, n_keys], 0)
+        mask_type = mask.get_element_type()
+        masked = np.array(False) if mask_type == ov.Type.boolean else np.float32(-np.inf)
+        spelled = ops.broadcast(mask, full)
+        padded_mask = ops.pad(
+            spelled, begin, mask_end, "constant", ops.convert(ops.constant(masked), mask_type)
+        )
+        for index, tensor in ((1, key), (2, value)):
+            padding = ops.convert(ops.constant(np.float32(0.0)), tensor.get_element_type())
+            padded = ops.pad(tensor, begin, key_end, "constant", padding)
+            node.input(index).replace_source_output(padded.output(0))
+        node.input(3).replace_source_output(padded_mask.output(0))
+        n_padded += 1
+    ov_model.validate_nodes_and_infer_types()
+    return n_padded
 
 
 def _with_pooled_outputs(ov_model, n_hidden_states, has_pooler):
