@@ -13,8 +13,9 @@ float32 for float32 forward passes, exact; float16 for reduced-precision ones (b
 float16, int8), half the size. Each float16 value is within a relative 2**-11 (4.9e-4) of the
 float32 the forward pass produced (absolute 3e-8 below 6.1e-5), one eighth of a single
 bfloat16 rounding. The engine rounds the vectors of texts it has just encoded the same way
-(:func:`rounded_as_stored`) and the vectorizer builds their features from those, so a
-transform's output never depends on what the cache held. A text whose vectors exceed
+(:func:`rounded_batch`: float16 already, in the blocks' layout, so that storing them is a
+plain copy) and the vectorizer builds their features from those, so a transform's output
+never depends on what the cache held. A text whose vectors exceed
 float16's range (65,504) is not kept; it is encoded every time.
 
 How big it gets
