@@ -218,7 +218,7 @@ def _storable(encodings, dtype):
     return parts, fits
 
 
-def _joined(parts, rows=slice(None)):
+def _joined(parts, rows):
     """The ``rows`` of the columns split in ``parts``, as one (n_columns, k, dim) array."""
     if len(parts) == 1:
         return parts[0][:, rows]
@@ -229,7 +229,7 @@ def rounded_as_stored(values, storage_dtype="float16"):
     """``values`` as the cache keeps them: rounded through ``storage_dtype``, row by row.
 
     The one definition of the rounding: the engine applies it where it encodes (on the
-    GPU, or on the CPU stream of the batch), :func:`stored_precision` to whole encodings.
+    GPU, or on the CPU stream of the batch, through :func:`rounded_batch`).
 
     Parameters
     ----------
@@ -301,34 +301,6 @@ def rounded_batch(summaries, pooler, storage_dtype="float16"):
     return (
         rounded_as_stored(summaries, storage_dtype),
         None if pooler is None else rounded_as_stored(pooler, storage_dtype),
-    )
-
-
-def stored_precision(encodings, storage_dtype="float16"):
-    """The encodings as the cache returns them: vectors rounded through ``storage_dtype``.
-
-    Features built from these equal the features the cache gives for the same texts
-    later, bit for bit (:func:`rounded_as_stored` per array). Rows whose values exceed
-    float16's range are returned unchanged (the cache does not keep them).
-
-    Parameters
-    ----------
-    encodings : Encodings
-        Full-precision float32 encodings.
-    storage_dtype : {"float16", "float32"}, default="float16"
-        The precision given to :meth:`MemoryCache.store`; "float32" returns ``encodings``.
-
-    Returns
-    -------
-    rounded : Encodings
-        New arrays; the input is not modified.
-    """
-    if _check_storage_dtype(storage_dtype) == np.float32:
-        return encodings
-    pooler = encodings.pooler
-    return encodings._replace(
-        summaries=rounded_as_stored(encodings.summaries, storage_dtype),
-        pooler=None if pooler is None else rounded_as_stored(pooler, storage_dtype),
     )
 
 

@@ -534,14 +534,14 @@ def _reassemble(loaded, runner, windows, settings, round_to):
                 del partial[text]
         rows = np.flatnonzero(whole)
         indices = np.concatenate([owners[rows], [text for text, _, _ in merged]]).astype(np.intp)
+        if not len(indices):
+            continue
         kept_summaries = _rows_then(summaries, rows, [summary for _, summary, _ in merged])
         kept_pooler = None
         if pooler is not None:
             kept_pooler = _rows_then(
                 pooler, rows, [merged_pooler for _, _, merged_pooler in merged]
             )
-        if not len(indices):
-            continue
         yield (
             indices,
             Encodings(

@@ -24,7 +24,7 @@ from sklearn_albert._cache import (
     Encodings,
     MemoryCache,
     embedding_cache_for,
-    stored_precision,
+    rounded_as_stored,
 )
 
 N_HIDDEN_STATES, DIM = 4, 8
@@ -97,7 +97,7 @@ def test_namespaces_are_separate():
     assert cache.lookup("one", ["x"], (0,))[0].all()
 
 
-def test_float16_storage_is_within_its_bound_and_equals_stored_precision():
+def test_float16_storage_is_within_its_bound_and_equals_rounded_as_stored():
     cache = MemoryCache()
     texts = texts_named("b", 20)
     encodings = fake_encodings(texts, scale=100.0)
@@ -105,9 +105,8 @@ def test_float16_storage_is_within_its_bound_and_equals_stored_precision():
     layers = tuple(range(N_HIDDEN_STATES))
     _, got = cache.lookup("ns", texts, layers)
 
-    rounded = stored_precision(encodings)
-    np.testing.assert_array_equal(got.summaries, rounded.summaries)
-    np.testing.assert_array_equal(got.pooler, rounded.pooler)
+    np.testing.assert_array_equal(got.summaries, rounded_as_stored(encodings.summaries))
+    np.testing.assert_array_equal(got.pooler, rounded_as_stored(encodings.pooler))
     relative = np.abs(got.summaries - encodings.summaries) / np.abs(encodings.summaries)
     assert relative.max() <= FLOAT16_RELATIVE_BOUND
     assert not np.array_equal(got.summaries, encodings.summaries)  # it did round
@@ -118,7 +117,7 @@ def test_texts_beyond_float16_range_are_not_kept_but_exact_float32_ones_are():
     huge = fake_encodings(["huge"], scale=1e6)
     cache.store("ns", ["huge"], huge)
     assert not cache.lookup("ns", ["huge"], (0,))[0].any()
-    np.testing.assert_array_equal(stored_precision(huge).summaries, huge.summaries)
+    np.testing.assert_array_equal(rounded_as_stored(huge.summaries), huge.summaries)
 
     cache.store("exact", ["huge"], huge, storage_dtype="float32")
     found, got = cache.lookup("exact", ["huge"], (1,))
@@ -464,8 +463,6 @@ def test_rounded_as_stored_gives_the_bits_the_cache_returns():
     """What the engine rounds where it encodes equals what a store and lookup give back."""
     import torch
 
-    from sklearn_albert._cache import rounded_as_stored
-
     values = edge_values((5, 3, 13, 64), seed=1)
     values[2, 0, 0, 0] = 1e6  # beyond float16: this row stays unrounded, and is not kept
     values[3, 1, 2, 3] = np.nan  # NaN: this row too
@@ -487,7 +484,7 @@ def test_rounded_as_stored_gives_the_bits_the_cache_returns():
     np.testing.assert_array_equal(
         rounded_as_stored(pooler)[found].view(np.uint32), kept.pooler.view(np.uint32)
     )
-    np.testing.assert_array_equal(stored_precision(encodings).summaries, from_numpy)
+    np.testing.assert_array_equal(rounded_as_stored(encodings.summaries), from_numpy)
 
 
 @pytest.mark.parametrize("cache_kind", ["memory", "disk"])
@@ -495,7 +492,7 @@ def test_a_rounded_batch_is_float16_in_the_cache_layout_and_stores_the_same(cach
     """The engine's float16 hand-over: the values of rounded_as_stored, stored alike."""
     import torch
 
-    from sklearn_albert._cache import rounded_as_stored, rounded_batch
+    from sklearn_albert._cache import rounded_batch
 
     values = edge_values((6, 3, 13, 64), seed=3)
     values.flat[7] = 1.0  # edge_values's 65520 would round beyond float16's range
@@ -529,7 +526,7 @@ def test_a_rounded_batch_is_float16_in_the_cache_layout_and_stores_the_same(cach
 def test_a_rounded_batch_with_a_value_beyond_float16_is_rounded_float32(where):
     import torch
 
-    from sklearn_albert._cache import rounded_as_stored, rounded_batch
+    from sklearn_albert._cache import rounded_batch
 
     values = edge_values((4, 3, 13, 64), seed=5)
     values.flat[7] = 1.0  # only the value set below is beyond float16's range

@@ -19,6 +19,7 @@ still gets exactly what three separate layers give. The kept outputs are per thr
 that the CPU streams (``streams.py``) can run one model copy side by side.
 """
 
+import copy
 import threading
 
 import torch  # imported lazily by packed_linear.py, never at package import
@@ -105,8 +106,6 @@ class FusedProjections:
         return part
 
     def __deepcopy__(self, memo):
-        import copy
-
         return type(self)(copy.deepcopy(self.sources, memo), self.dtype, self.linear_type)
 
 
@@ -133,8 +132,6 @@ class ProjectionSlice(torch.nn.Module):
         return self.group.output(self.index, inputs)
 
     def __deepcopy__(self, memo):
-        import copy
-
         return type(self)(copy.deepcopy(self.group, memo), self.index)
 
     def extra_repr(self):

@@ -15,7 +15,7 @@ copy of the Linear weights, at the compute precision), runs each attention's que
 and value projections as one matmul (``fused_projections.py``) and, in float32, the
 feed-forward GELU of ALBERT and BERT layers inside the same oneDNN call. In bfloat16 the
 GELU runs on its own, as exact GELU where the checkpoint uses the tanh approximation
-(:func:`_tanh_gelu_as_erf`): oneDNN's fused GELU cost more than the matmul's own time
+(:func:`_swap_tanh_gelu`): oneDNN's fused GELU cost more than the matmul's own time
 there. Elsewhere each Linear gets its own copy of the weights at the compute precision.
 
 The packing uses ``torch.ops.mkldnn`` operators, which PyTorch builds use for their own
@@ -69,9 +69,7 @@ def inference_copy(model, dtype, *, cpu):
             _fuse_feed_forward_gelu(variant, dtype)
     if cpu and switched_on(ATTENTION_SWITCH):
         use_length_aware_attention(variant)
-    if cpu and dtype == torch.bfloat16 and switched_on(ERF_GELU_SWITCH):
-        _tanh_gelu_as_erf(variant)
-    _swap_tanh_gelu(variant)
+    _swap_tanh_gelu(variant, exact=cpu and dtype == torch.bfloat16 and switched_on(ERF_GELU_SWITCH))
     for parent in list(variant.modules()):
         if isinstance(parent, PackedLinear):
             continue  # its ``source`` Linear is what it packed
@@ -176,42 +174,30 @@ def _cast_linear(linear, dtype):
     return cast
 
 
-def _tanh_gelu_as_erf(model):
-    """Run the tanh approximation of GELU as exact (erf) GELU, for bfloat16 on CPU.
-
-    PyTorch's CPU tanh is slow: on 864 x 3072 bfloat16 activations, tanh-GELU took 5.4 ms
-    against 1.3 ms for exact GELU (fused into oneDNN's matmul, 3.5 ms), about 6% of an
-    ALBERT-base forward pass. The two functions differ by at most 4.7e-4 (at x = -2.70),
-    below the rounding of bfloat16 activations (2^-9 relative: 0.002 at 1); in bfloat16
-    they give the same value for 73% of standard-normal inputs x 3, and one unit in the
-    last place apart for the rest. Float32 keeps the checkpoint's own function.
-    """
-    from transformers.activations import NewGELUActivation
-
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            tanh_gelu = type(child) is NewGELUActivation or (
-                type(child) is torch.nn.GELU and child.approximate == "tanh"
-            )
-            if tanh_gelu:
-                setattr(parent, name, torch.nn.GELU())
-
-
-def _swap_tanh_gelu(model):
-    """Replace transformers' composite tanh-GELU with the identical one-kernel version.
+def _swap_tanh_gelu(model, *, exact=False):
+    """Replace transformers' composite tanh-GELU with a one-kernel GELU.
 
     ``gelu_new`` (ALBERT, GPT-2 era) is written as five tensor operations; under
     autocast its ``pow`` runs in float32 and drags the rest with it. PyTorch's
     ``GELU(approximate="tanh")`` computes the same formula in one pass.
+
+    With ``exact=True`` (bfloat16 on CPU) every tanh-GELU, PyTorch's own included, becomes
+    the exact (erf) GELU it approximates, because PyTorch's CPU tanh is slow: on 864 x 3072
+    bfloat16 activations, tanh-GELU took 5.4 ms against 1.3 ms for exact GELU (3.5 ms when
+    fused into oneDNN's matmul). The two functions differ by at most 4.7e-4 (at x = -2.70,
+    where GELU is -0.0094); in bfloat16 they give the same value for 73% of inputs drawn
+    from a normal distribution of scale 3, and neighbouring values for the rest.
     """
-    try:
-        from transformers.activations import NewGELUActivation
-    except ImportError:  # pragma: no cover - every supported transformers has it
-        return
+    from transformers.activations import NewGELUActivation
+
+    replacement = "none" if exact else "tanh"
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) is NewGELUActivation:
-                setattr(parent, name, torch.nn.GELU(approximate="tanh"))
+            tanh_gelu = type(child) is NewGELUActivation or (
+                exact and type(child) is torch.nn.GELU and child.approximate == "tanh"
+            )
+            if tanh_gelu:
+                setattr(parent, name, torch.nn.GELU(approximate=replacement))
 
 
 class PackedLinear(torch.nn.Module):
