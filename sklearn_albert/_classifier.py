@@ -591,7 +591,7 @@ class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
         import torch
 
         from ._finetuning import EncoderClassifier
-        from ._loading import hold_in_memory, in_memory_name
+        from ._loading import hold_in_memory, in_memory_name, is_legacy_fingerprint
 
         if (
             head is None
@@ -604,6 +604,9 @@ class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
                 f"{len(self.classes_)} classes."
             )
         self._loaded = hold_in_memory(in_memory_name(loaded), loaded)
+        if is_legacy_fingerprint(self.model_fingerprint_):
+            # Written by an older sklearn_albert: the weights it was saved with, re-keyed.
+            self.settings_ = replace(self.settings_, model_fingerprint=loaded.fingerprint)
         network = EncoderClassifier(
             self._loaded.model, len(self.classes_), pooling=self.pooling, dropout=0.0
         )

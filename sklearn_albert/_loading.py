@@ -29,10 +29,95 @@ logger = logging.getLogger("sklearn_albert")
 #: How many distinct checkpoints the registry keeps alive after their last user is gone.
 MAX_SHARED_MODELS = 3
 
-#: The config entries that decide what a checkpoint computes. The fingerprint hashes these,
-#: the weights and the tokenizer, and nothing else: a transformers release that adds or
-#: renames other config entries leaves fingerprints (and caches, and saved folders) valid.
-ARCHITECTURE_KEYS = (
+#: Config entries that cannot change what an encoder computes from token ids, left out of
+#: the fingerprint, as are every entry whose name starts with ``_`` (``_name_or_path``,
+#: ``_attn_implementation``) and every dropout probability (a name holding ``dropout``:
+#: inference runs without dropout). Every other entry counts unless it holds its default
+#: value (:func:`config_definition`), so that a config spelling out a default leaves
+#: fingerprints (and caches, and saved folders) valid. An entry nobody listed (a newer
+#: release's option set to a non-default value) changes the fingerprint: a cache can miss,
+#: but never serves the vectors of another computation.
+CONFIG_KEYS_IGNORED = (
+    # version stamps
+    "transformers_version",
+    # where the checkpoint came from, what it was saved as
+    "name_or_path",
+    "architectures",
+    # task heads and label maps: AutoModel loads the bare encoder
+    "id2label",
+    "label2id",
+    "num_labels",
+    "finetuning_task",
+    "problem_type",
+    "task_specific_params",
+    # what a forward pass returns, not what it computes
+    "output_hidden_states",
+    "output_attentions",
+    "return_dict",
+    "use_return_dict",
+    "torchscript",
+    # the storage precision (the weights themselves are hashed)
+    "torch_dtype",
+    "dtype",
+    # how weights are initialised before loading
+    "initializer_range",
+)
+
+#: Defaults of config entries that some supported transformers releases define and others
+#: do not (4.x's ``PretrainedConfig`` generic and generation entries, and entries such as
+#: ALBERT's ``position_embedding_type`` that 5.x dropped). A config file that holds one of
+#: these at this value (the published ``albert-base-v2`` holds ``is_decoder``,
+#: ``pruned_heads``, ``num_beams``...) fingerprints the same under every release: one that
+#: defines the entry leaves it out as a default, one that does not would otherwise keep it.
+#: The config class's own defaults take precedence.
+CONFIG_DEFAULTS_ACROSS_RELEASES = {
+    "is_decoder": False,
+    "is_encoder_decoder": False,
+    "add_cross_attention": False,
+    "cross_attention_hidden_size": None,
+    "tie_encoder_decoder": False,
+    "tie_word_embeddings": True,
+    "chunk_size_feed_forward": 0,
+    "pruned_heads": {},
+    "use_bfloat16": False,
+    "tf_legacy_loss": False,
+    "use_cache": True,
+    "position_embedding_type": "absolute",
+    "tokenizer_class": None,
+    "prefix": None,
+    "sep_token_id": None,
+    "decoder_start_token_id": None,
+    # generation entries (4.x kept them in every config; 5.x moved them out)
+    "max_length": 20,
+    "min_length": 0,
+    "do_sample": False,
+    "early_stopping": False,
+    "num_beams": 1,
+    "num_beam_groups": 1,
+    "diversity_penalty": 0.0,
+    "temperature": 1.0,
+    "top_k": 50,
+    "top_p": 1.0,
+    "typical_p": 1.0,
+    "repetition_penalty": 1.0,
+    "length_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "bad_words_ids": None,
+    "num_return_sequences": 1,
+    "output_scores": False,
+    "return_dict_in_generate": False,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "remove_invalid_values": False,
+    "exponential_decay_length_penalty": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+}
+
+#: Config entries that decided the fingerprints of sklearn_albert 0.x before
+#: :data:`FINGERPRINT_SCHEME` (see :func:`legacy_fingerprint`).
+LEGACY_ARCHITECTURE_KEYS = (
     "model_type",
     "vocab_size",
     "embedding_size",
@@ -49,6 +134,11 @@ ARCHITECTURE_KEYS = (
     "position_embedding_type",
     "pad_token_id",
 )
+
+#: Prefix of the fingerprints :func:`fingerprint` computes. Fingerprints written before it
+#: existed are 32 bare hex digits (:func:`is_legacy_fingerprint`), and hashed only a
+#: whitelist of BERT/ALBERT config entries.
+FINGERPRINT_SCHEME = "fp2-"
 
 #: Options of slow (Python) tokenizers that change the ids they produce.
 SLOW_TOKENIZER_OPTIONS = (
@@ -81,6 +171,7 @@ class LoadedModel:
     tokenizer: object
     device: object
     fingerprint: str
+    tokenizer_fingerprint: str
     max_length: int
     n_hidden_states: int
     hidden_size: int
@@ -258,7 +349,8 @@ def hold_in_memory(name, loaded):
     checkpoint whose weights were restored from a pickle. The entry lives as long as some
     estimator holds the returned object. If a live model is held under that name and
     device already, that one is kept and returned: replacing it would let the entry vanish
-    with the newcomer while the first holder still relies on the name.
+    with the newcomer while the first holder still relies on the name. A caller whose
+    weights differ (compare the fingerprints) keeps its own ``loaded`` and says so.
     """
     with _registry_lock:
         return _held.setdefault((name, str(loaded.device)), loaded)
@@ -465,6 +557,7 @@ def _prepare(model, tokenizer, device):
     """Move to ``device``, switch to inference, and probe what the checkpoint offers."""
     import torch
 
+    tokenizer_hash = tokenizer_fingerprint(tokenizer)
     model = model.to(device).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
@@ -485,7 +578,8 @@ def _prepare(model, tokenizer, device):
         model=model,
         tokenizer=tokenizer,
         device=device,
-        fingerprint=fingerprint(model, tokenizer),
+        fingerprint=fingerprint(model, tokenizer, tokenizer_hash=tokenizer_hash),
+        tokenizer_fingerprint=tokenizer_hash,
         max_length=model_max_length(model, tokenizer),
         n_hidden_states=len(hidden_states),
         hidden_size=int(hidden_states[-1].shape[-1]),
@@ -525,19 +619,102 @@ def model_max_length(model, tokenizer):
     return min(limits) if limits else 512
 
 
-def fingerprint(model, tokenizer):
-    """A content hash of a checkpoint: its architecture, tokenizer and weights.
+def fingerprint(model, tokenizer, *, tokenizer_hash=None):
+    """A content hash of a checkpoint: its config, tokenizer and weights.
 
-    Only what decides the computation counts: the config entries in
-    :data:`ARCHITECTURE_KEYS` (not where the checkpoint was read from, nor entries a newer
-    transformers adds), the tokenizer's full definition (``tokenizer.json`` for fast
-    tokenizers; the vocabulary, SentencePiece model, special tokens and options for slow
-    ones; never file paths), and every
-    weight.
+    ``"fp2-"`` and 32 hex digits, a BLAKE2b digest of:
+
+    - the model's config: every entry of ``config.to_dict()`` whose value differs from the
+      config class's default, but those in :data:`CONFIG_KEYS_IGNORED`, those whose name
+      starts with ``_`` and dropout probabilities (see :data:`CONFIG_KEYS_IGNORED`), and
+      always ``model_type``;
+    - the tokenizer (:func:`tokenizer_fingerprint`);
+    - every tensor of ``model.state_dict()``: its name, dtype, shape and bytes.
+
+    Where the checkpoint was read from never counts. ``tokenizer_hash`` is the tokenizer's
+    :func:`tokenizer_fingerprint` when the caller has it already.
+    """
+    import torch
+
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps(config_definition(model.config), sort_keys=True, default=str).encode())
+    digest.update((tokenizer_hash or tokenizer_fingerprint(tokenizer)).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        if tensor.is_complex():
+            tensor = torch.view_as_real(tensor)
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=torch.uint8).numpy())
+    return FINGERPRINT_SCHEME + digest.hexdigest()
+
+
+def config_definition(config):
+    """The config entries the fingerprint hashes: those that can change the output.
+
+    Entries equal to the config class's default (or, for an entry the class does not
+    define, to :data:`CONFIG_DEFAULTS_ACROSS_RELEASES`) are left out, so that configs that
+    differ only in spelling defaults out (or in the defaults a transformers release adds or
+    drops) agree.
+    """
+    values = config.to_dict()
+    try:
+        own_defaults = type(config)().to_dict()
+    except Exception:  # noqa: BLE001 - a config class that needs arguments: keep every entry
+        own_defaults = {}
+    defaults = {**CONFIG_DEFAULTS_ACROSS_RELEASES, **own_defaults}
+    missing = object()
+    kept = {
+        key: value
+        for key, value in values.items()
+        if key not in CONFIG_KEYS_IGNORED
+        and not key.startswith("_")
+        and "dropout" not in key
+        and defaults.get(key, missing) != value
+    }
+    kept["model_type"] = values.get("model_type", getattr(config, "model_type", ""))
+    return kept
+
+
+def tokenizer_fingerprint(tokenizer):
+    """A hash of what decides the ids a tokenizer produces (``"fp2-"`` and 32 hex digits).
+
+    Its class, its special tokens and their ids, and :func:`tokenizer_definition`: the
+    whole ``tokenizer.json`` of a fast tokenizer (vocabulary, merges, normaliser,
+    pre-tokeniser, post-processor, added tokens), or the vocabulary, SentencePiece model,
+    BPE merges and options of a slow one.
+    """
+    specials = {
+        str(name): [str(token), tokenizer.convert_tokens_to_ids(token)]
+        for name, token in tokenizer.special_tokens_map.items()
+        if isinstance(token, str)
+    }
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([type(tokenizer).__name__, specials], sort_keys=True).encode())
+    digest.update(tokenizer_definition(tokenizer))
+    merges = getattr(tokenizer, "bpe_ranks", None)
+    if merges and getattr(tokenizer, "backend_tokenizer", None) is None:
+        digest.update(json.dumps(sorted(map(list, merges.items())), default=str).encode())
+    return FINGERPRINT_SCHEME + digest.hexdigest()
+
+
+def is_legacy_fingerprint(value):
+    """Whether ``value`` was computed by :func:`legacy_fingerprint` (32 bare hex digits)."""
+    return (
+        isinstance(value, str)
+        and len(value) == 32
+        and all(character in "0123456789abcdef" for character in value)
+    )
+
+
+def legacy_fingerprint(model, tokenizer):
+    """The fingerprint as sklearn_albert computed it before :data:`FINGERPRINT_SCHEME`.
+
+    Kept so that estimators pickled then are recognised: it hashed only the config entries
+    in :data:`LEGACY_ARCHITECTURE_KEYS`, the tokenizer and the weights. Never use it for
+    new fingerprints: two checkpoints that differ elsewhere in their config share it.
     """
     digest = hashlib.blake2b(digest_size=16)
     config = model.config.to_dict()
-    architecture = {key: config[key] for key in ARCHITECTURE_KEYS if key in config}
+    architecture = {key: config[key] for key in LEGACY_ARCHITECTURE_KEYS if key in config}
     digest.update(json.dumps(architecture, sort_keys=True, default=str).encode())
     digest.update(tokenizer_definition(tokenizer))
     for name, tensor in sorted(model.state_dict().items()):

@@ -167,16 +167,19 @@ def read_saved_model(path, document, *, device, fingerprint):
     """The checkpoint of a saved folder on ``device`` (None when saved without it).
 
     Every file is checked against its recorded SHA-256 and must be a data file; the
-    checkpoint's fingerprint must be the one the estimator was fitted with.
+    checkpoint's fingerprint must be the one the estimator was fitted with. A fingerprint
+    of the scheme before ``FINGERPRINT_SCHEME`` (a folder saved by an older sklearn_albert)
+    cannot be recomputed the same way by every transformers release: there the recorded
+    SHA-256s vouch for the files, and the estimator re-keys to today's fingerprint.
     """
     if not document["files"]:
         return None
-    from ._loading import load_model_from_folder
+    from ._loading import is_legacy_fingerprint, load_model_from_folder
 
     model_folder = Path(path) / MODEL_FOLDER
     _check_files(model_folder, document["files"])
     loaded = load_model_from_folder(model_folder, device=device)
-    if loaded.fingerprint != fingerprint:
+    if loaded.fingerprint != fingerprint and not is_legacy_fingerprint(fingerprint):
         raise ValueError(
             f"Refusing to load {str(model_folder)!r}: its checkpoint's fingerprint differs "
             "from the one the estimator was fitted with."

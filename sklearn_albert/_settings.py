@@ -4,8 +4,9 @@
 frozen :class:`EncodeSettings`. ``transform`` (and token embeddings, classifier
 predictions, the command line and every distributed worker) reads it instead of the live
 parameters, so a fitted estimator always produces what ``fit`` validated, and the settings
-name their own cache namespace. The checks that need the checkpoint (layer indices, the
-pooler, the token limit, the stride) live here once for every estimator.
+name the cache namespace of the model that runs them. The checks that need the checkpoint
+(layer indices, the pooler, the token limit, the stride) live here once for every
+estimator.
 """
 
 import hashlib
@@ -29,7 +30,8 @@ class EncodeSettings:
     Attributes
     ----------
     model_fingerprint : str
-        Content hash of the checkpoint (architecture, tokenizer, weights).
+        Content hash of the checkpoint fitted with (config, tokenizer, weights). The cache
+        namespace hashes the checkpoint actually loaded instead (:meth:`cache_namespace`).
     pooling : tuple of str
         Names from ``POOLING_NAMES``, concatenated in this order.
     layers : tuple of int
@@ -47,7 +49,7 @@ class EncodeSettings:
     max_tokens : int
         Padded tokens per forward pass.
     calibration_id : str or None
-        Identity of the int8 calibration, when ``compute_dtype="int8"`` is calibrated.
+        Identity of the int8 calibration fitted with, when ``compute_dtype="int8"``.
     """
 
     model_fingerprint: str
@@ -65,22 +67,49 @@ class EncodeSettings:
     max_tokens: int
     calibration_id: str = None
 
-    @property
-    def cache_namespace(self):
-        """A short stable hash of everything that changes a forward pass's summaries.
+    def cache_namespace(self, loaded, *, calibration_id=None):
+        """A short stable hash naming the computation that produces the cached summaries.
+
+        It hashes the model that actually runs in this process, not the one recorded at
+        fit (``model_fingerprint``): ``loaded.fingerprint`` (config, tokenizer and weights,
+        see ``_loading.fingerprint``), or for ``compute_dtype="int8"`` the calibrated
+        encoder that runs (``calibration_id``) and the tokenizer in use
+        (``loaded.tokenizer_fingerprint``). An estimator whose checkpoint changed since fit
+        therefore writes and reads its own entries, never those of the model it was fitted
+        with. With it: ``max_length``, the compute dtype, the device type and, for
+        ``long_text="chunk"``, the stride and the window aggregation.
 
         Pooling, layers, their aggregation and normalisation are not part of it: they are
         computed from the cached summaries, so every grid-search candidate shares them.
+
+        Parameters
+        ----------
+        loaded : LoadedModel
+            The checkpoint the estimator encodes with now.
+        calibration_id : str, default=None
+            The ``calibration_id`` of the int8 encoder that runs; required for int8.
+
+        Returns
+        -------
+        namespace : str
         """
+        if self.compute_dtype == "int8":
+            if calibration_id is None:
+                raise ValueError(
+                    "A dtype='int8' cache namespace names the calibrated encoder that runs; "
+                    "got calibration_id=None. Fit the estimator to calibrate it."
+                )
+            model = ("int8", loaded.tokenizer_fingerprint, calibration_id)
+        else:
+            model = loaded.fingerprint
         chunking = (self.stride, self.chunk_aggregation) if self.long_text == "chunk" else None
         key = repr(
             (
-                self.model_fingerprint,
+                model,
                 self.max_length,
                 self.compute_dtype,
                 self.device.split(":")[0],
                 chunking,
-                self.calibration_id,
             )
         )
         return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()

@@ -196,7 +196,10 @@ class AlbertVectorizer(
         Size of one token vector.
 
     model_fingerprint_ : str
-        A hash of the checkpoint's architecture, tokenizer and weights.
+        A hash of the checkpoint fitted with: its config, tokenizer and weights
+        (``"fp2-"`` and 32 hex digits; see :doc:`caching`). The embedding cache names the
+        checkpoint actually loaded instead, so a vectorizer whose checkpoint changed since
+        fit warns and never shares cached vectors with the original.
 
     n_truncated_ : int
         Number of texts passed to ``fit`` (or ``fit_transform``) longer than
@@ -418,7 +421,8 @@ class AlbertVectorizer(
         report : dict
             ``model``, ``architecture``, ``model_type``, ``tokenizer``, ``parameters``,
             ``device``, ``dtype``, ``hidden_states``, ``hidden_size``, ``max_length``,
-            ``has_pooler``, ``pooling``, ``n_features_out`` and ``fingerprint``.
+            ``has_pooler``, ``pooling``, ``n_features_out`` and ``fingerprint`` (of the
+            checkpoint loaded now; ``model_fingerprint_`` is the one fitted with).
         """
         check_is_fitted(self)
         loaded = self._ensure_loaded()
@@ -436,7 +440,7 @@ class AlbertVectorizer(
             "has_pooler": loaded.has_pooler,
             "pooling": self.settings_.pooling,
             "n_features_out": self.n_features_out_,
-            "fingerprint": self.model_fingerprint_,
+            "fingerprint": loaded.fingerprint,
         }
 
     def get_feature_names_out(self, input_features=None):
@@ -526,7 +530,7 @@ class AlbertVectorizer(
             local_files_only=self.local_files_only,
             token_env=self.token_env,
         )
-        if loaded.fingerprint != self.model_fingerprint_:
+        if not _same_checkpoint(loaded, self.model_fingerprint_):
             warnings.warn(
                 f"The checkpoint loaded from {self.model_name_or_path!r} differs from the one "
                 "this vectorizer was fitted with (its architecture, tokenizer or weights "
@@ -596,20 +600,37 @@ class AlbertVectorizer(
         if cache is None:
             n_truncated += self._encode(features, unique, todo, None, settings)
         else:
-            todo, n_truncated = self._fill_from_cache(features, unique, todo, cache, settings)
+            store = (cache, self._cache_namespace(settings))
+            todo, n_truncated = self._fill_from_cache(features, unique, todo, store, settings)
             if len(todo):
-                with cache.writing(settings.cache_namespace):
-                    todo, n_found = self._fill_from_cache(features, unique, todo, cache, settings)
+                with cache.writing(store[1]):
+                    todo, n_found = self._fill_from_cache(features, unique, todo, store, settings)
                     n_truncated += n_found
-                    n_truncated += self._encode(features, unique, todo, cache, settings)
+                    n_truncated += self._encode(features, unique, todo, store, settings)
         _warn_truncated(n_truncated, len(unique), settings.max_length)
         if settings.normalize:
             norms = np.linalg.norm(features, axis=1, keepdims=True)
             features /= np.maximum(norms, np.finfo(np.float32).tiny)
         return (features if len(unique) == len(texts) else features[inverse]), n_truncated
 
-    def _fill_from_cache(self, features, unique, rows, cache, settings):
+    def _cache_namespace(self, settings=None):
+        """The cache namespace of the model that encodes here and now (see ``_settings.py``).
+
+        It names the checkpoint loaded in this process (or, for int8, the calibrated
+        encoder and the tokenizer), not the one recorded at fit: an estimator whose
+        checkpoint changed since fit never writes its vectors where an estimator with the
+        original checkpoint reads.
+        """
+        settings = self.settings_ if settings is None else settings
+        loaded = self._ensure_loaded()
+        if settings.compute_dtype != "int8":
+            return settings.cache_namespace(loaded)
+        return settings.cache_namespace(loaded, calibration_id=self._runner().calibration_id)
+
+    def _fill_from_cache(self, features, unique, rows, store, settings):
         """Write the rows of ``unique[rows]`` the cache holds, a chunk of texts at a time.
+
+        ``store`` is the pair (cache, namespace).
 
         Returns
         -------
@@ -618,12 +639,13 @@ class AlbertVectorizer(
         n_truncated : int
             Truncated texts among those found.
         """
+        cache, namespace = store
         kinds = {"mean" if name == "mean_sqrt_len" else name for name in settings.pooling}
         missing, n_truncated = [], 0
         for start in range(0, len(rows), ASSEMBLY_CHUNK):
             chunk = rows[start : start + ASSEMBLY_CHUNK]
             found, encodings = cache.lookup(
-                settings.cache_namespace,
+                namespace,
                 [unique[row] for row in chunk],
                 settings.layers,
                 kinds=kinds,
@@ -634,8 +656,10 @@ class AlbertVectorizer(
             n_truncated += int(encodings.truncated.sum())
         return (np.concatenate(missing) if missing else rows[:0]), n_truncated
 
-    def _encode(self, features, unique, rows, cache, settings):
+    def _encode(self, features, unique, rows, store, settings):
         """Run the engine on the texts ``unique[rows]``; write their features, cache them.
+
+        ``store`` is the pair (cache, namespace), or None for no cache.
 
         With a cache, features are built from the vectors as the cache keeps them
         (float16 for reduced precision, see ``_cache.py``; the engine rounds them where it
@@ -645,6 +669,7 @@ class AlbertVectorizer(
             return 0
         from ._engine import encode_summaries
 
+        cache, namespace = store if store is not None else (None, None)
         storage_dtype = "float32" if settings.compute_dtype == "float32" else "float16"
         texts = [unique[row] for row in rows]
         progress = _progress_bar(len(texts)) if self.verbose else None
@@ -662,7 +687,7 @@ class AlbertVectorizer(
                 n_truncated += int(encodings.truncated.sum())
                 if cache is not None:
                     cache.store(
-                        settings.cache_namespace,
+                        namespace,
                         [texts[i] for i in indices],
                         encodings,
                         storage_dtype=storage_dtype,
@@ -711,13 +736,32 @@ class AlbertVectorizer(
         self._int8_encoder = StaticInt8Encoder.from_files(files) if files else None
 
     def _attach_model(self, loaded, extra_weights):
-        from ._loading import held_name, hold_in_memory
+        from dataclasses import replace
+
+        from ._loading import held_name, hold_in_memory, is_legacy_fingerprint
 
         if extra_weights is not None:
             raise ValueError("An AlbertVectorizer folder holds no weights beside model/.")
         # Held under its checkpoint name, so that clones (a grid search on a restored
         # pipeline) encode with these weights even when the checkpoint is not reachable.
-        self._loaded = hold_in_memory(held_name(self.model_name_or_path, self.revision), loaded)
+        held = hold_in_memory(held_name(self.model_name_or_path, self.revision), loaded)
+        if held.fingerprint == loaded.fingerprint:
+            loaded = held  # the same weights: share them
+        else:
+            warnings.warn(
+                f"Other weights for {self.model_name_or_path!r} are already held in this "
+                "process (restored from another pickle or folder). This vectorizer keeps "
+                "its own, but its clones and refits load the weights held first under that "
+                "name. Save the checkpoints under distinct model_name_or_path to keep them "
+                "apart.",
+                UserWarning,
+                stacklevel=4,
+            )
+        self._loaded = loaded
+        if is_legacy_fingerprint(self.model_fingerprint_):
+            # Written by an older sklearn_albert: these are the weights it was saved with
+            # (a folder's files were checked against their SHA-256), under today's scheme.
+            self.settings_ = replace(self.settings_, model_fingerprint=loaded.fingerprint)
 
     def _dtype_on(self, device):
         from ._devices import dtype_name, resolve_dtype
@@ -815,6 +859,19 @@ class AlbertVectorizer(
         from ._static import static_embeddings
 
         return static_embeddings(self._ensure_loaded(), words)
+
+
+def _same_checkpoint(loaded, recorded):
+    """Whether ``loaded`` is the checkpoint whose fingerprint ``recorded`` is.
+
+    A fingerprint recorded by an older sklearn_albert (before ``FINGERPRINT_SCHEME``) is
+    compared with the old scheme's hash of ``loaded``.
+    """
+    from ._loading import is_legacy_fingerprint, legacy_fingerprint
+
+    if is_legacy_fingerprint(recorded):
+        return legacy_fingerprint(loaded.model, loaded.tokenizer) == recorded
+    return loaded.fingerprint == recorded
 
 
 def _as_parameter_error(resolver, value):

@@ -8,6 +8,7 @@ on wall time.
 import json
 import pickle
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -395,7 +396,15 @@ def test_the_calibration_is_part_of_the_cache_key(int8_vectorizer, tiny_albert_p
     vect, texts = int8_vectorizer
     other = AlbertVectorizer(str(tiny_albert_path), dtype="int8").fit(texts[:40])
     assert other.settings_.calibration_id != vect.settings_.calibration_id
-    assert other.settings_.cache_namespace != vect.settings_.cache_namespace
+    assert other._cache_namespace() != vect._cache_namespace()
+    # The namespace names the calibrated encoder that runs and the tokenizer in use.
+    loaded, encoder = vect._ensure_loaded(), vect._int8_encoder
+    retokenized = replace(loaded, tokenizer_fingerprint="another tokenizer")
+    namespace = vect.settings_.cache_namespace
+    assert namespace(loaded, calibration_id=encoder.calibration_id) == vect._cache_namespace()
+    assert namespace(retokenized, calibration_id=encoder.calibration_id) != (
+        vect._cache_namespace()
+    )
 
 
 def test_a_fit_on_one_text_calibrates_on_the_builtin_sample(tiny_albert_path):

@@ -16,7 +16,9 @@ CPU = torch.device("cpu")
 def test_fingerprint_ignores_config_entries_a_newer_transformers_adds(tiny_albert_path, tmp_path):
     upgraded = shutil.copytree(tiny_albert_path, tmp_path / "upgraded")
     config = json.loads((upgraded / "config.json").read_text())
-    config.update(transformers_version="99.0.0", a_key_added_by_a_new_release=True)
+    # A release that writes its version and spells out defaults (entries it may have added).
+    config.update(transformers_version="99.0.0", position_embedding_type="absolute")
+    config.update(is_decoder=False, chunk_size_feed_forward=0, _attn_implementation_autoset=True)
     (upgraded / "config.json").write_text(json.dumps(config))
 
     assert load_model(upgraded, device=CPU).fingerprint == (

@@ -45,11 +45,11 @@ def test_batch_budgets_pace_the_work_and_apply_at_once(vectorizer):
 
 
 def test_the_settings_name_a_cache_namespace_only_forward_options_change(vectorizer):
-    base = clone(vectorizer).fit(TEXTS).settings_
+    base = clone(vectorizer).fit(TEXTS)._cache_namespace()
     pooled = clone(vectorizer).set_params(pooling="max", layers=(0, -1), normalize=True)
     shorter = clone(vectorizer).set_params(max_length=8)
-    assert pooled.fit(TEXTS).settings_.cache_namespace == base.cache_namespace
-    assert shorter.fit(TEXTS).settings_.cache_namespace != base.cache_namespace
+    assert pooled.fit(TEXTS)._cache_namespace() == base
+    assert shorter.fit(TEXTS)._cache_namespace() != base
 
 
 @pytest.mark.parametrize("value", ["Memory", "MEMORY", "none", "disk"])

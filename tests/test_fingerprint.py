@@ -1,0 +1,258 @@
+"""Fingerprints and cache namespaces name the computation that actually produces the vectors.
+
+A fingerprint hashes the whole config (but the few entries that cannot change the output),
+the tokenizer and the weights; the cache namespace hashes the checkpoint loaded in this
+process, not the one recorded at fit; folders and pickles written before this scheme load.
+"""
+
+import copy
+import hashlib
+import json
+import pickle
+import shutil
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_albert import AlbertVectorizer
+from sklearn_albert._loading import fingerprint, legacy_fingerprint, load_model
+
+CPU = torch.device("cpu")
+TEXTS = ["the good film", "a bad movie", "i love this very moving story and its music"]
+WORDPIECES = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "good", "film", "a"]
+WORDPIECES += ["bad", "movie", "i", "love", "this", "very", "moving", "story", "and", "its"]
+WORDPIECES += ["music", "##s", "##ing"]
+
+
+def _resave_with_other_weights(folder, seed):
+    """Save random weights of the same architecture into ``folder`` (tokenizer kept)."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(folder)
+    torch.manual_seed(seed)
+    type(model)(model.config).save_pretrained(folder)
+
+
+def _vectors(path, cache=None, **params):
+    vectorizer = AlbertVectorizer(str(path), dtype="float32", embedding_cache=cache, **params)
+    return vectorizer.fit(TEXTS).transform(TEXTS)
+
+
+def _tiny_distilbert(folder, activation, vocab):
+    """A tiny DistilBERT with a WordPiece tokenizer; the same weights for every activation."""
+    from transformers import BertTokenizer, DistilBertConfig, DistilBertModel
+
+    config = DistilBertConfig(
+        vocab_size=len(WORDPIECES),
+        dim=32,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=48,
+        max_position_embeddings=64,
+        activation=activation,
+    )
+    torch.manual_seed(0)
+    DistilBertModel(config).save_pretrained(folder)
+    BertTokenizer(str(vocab)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def distilbert_pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distilbert")
+    vocab = root / "vocab.txt"
+    vocab.write_text("\n".join(WORDPIECES) + "\n", encoding="utf-8")
+    return (
+        _tiny_distilbert(root / "gelu", "gelu", vocab),
+        _tiny_distilbert(root / "relu", "relu", vocab),
+    )
+
+
+# ---------------------------------------------------------------------- cache namespace
+
+
+def test_a_stale_estimator_never_poisons_a_shared_folder_cache(tiny_albert_path, tmp_path):
+    original = shutil.copytree(tiny_albert_path, tmp_path / "original")
+    copy = shutil.copytree(tiny_albert_path, tmp_path / "copy")
+    cache = tmp_path / "shared-cache"
+    fitted = AlbertVectorizer(str(original), dtype="float32", embedding_cache=str(cache))
+    restored_bytes = pickle.dumps(fitted.fit(TEXTS))  # without the weights
+    _resave_with_other_weights(original, seed=1)
+
+    stale = pickle.loads(restored_bytes)
+    with pytest.warns(UserWarning, match="differs from the one this vectorizer was fitted"):
+        stale_vectors = stale.transform(TEXTS)  # the new weights' vectors, cached
+    own_vectors = _vectors(copy)  # a correct estimator on the original checkpoint, no cache
+
+    assert np.abs(stale_vectors - own_vectors).max() > 1e-3  # the weights did change
+    np.testing.assert_array_equal(_vectors(copy, cache=str(cache)), own_vectors)
+    np.testing.assert_array_equal(stale.transform(TEXTS), stale_vectors)  # its own entries
+    assert len(list(cache.glob("**/data.bin"))) == 2  # one namespace per model that ran
+
+
+def test_distilbert_activations_get_their_own_fingerprint_and_cache(distilbert_pair, tmp_path):
+    gelu, relu = distilbert_pair
+    assert load_model(gelu, device=CPU).fingerprint != load_model(relu, device=CPU).fingerprint
+    own = {path: _vectors(path) for path in distilbert_pair}
+    assert np.abs(own[gelu] - own[relu]).max() > 1e-3  # the activation changes the output
+
+    for path in distilbert_pair:  # one shared folder cache, gelu first
+        np.testing.assert_array_equal(_vectors(path, cache=str(tmp_path / "cache")), own[path])
+
+
+# ---------------------------------------------------------------------- what the fingerprint hashes
+
+
+def test_config_entries_that_cannot_change_the_output_leave_the_fingerprint(
+    tiny_albert_path, tmp_path
+):
+    relabelled = shutil.copytree(tiny_albert_path, tmp_path / "relabelled")
+    config = json.loads((relabelled / "config.json").read_text())
+    config.update(
+        _name_or_path="somewhere/else",
+        transformers_version="4.48.0",
+        architectures=["AlbertForSequenceClassification"],
+        id2label={"0": "negative", "1": "positive"},
+        label2id={"negative": 0, "positive": 1},
+        torch_dtype="float16",
+        hidden_dropout_prob=0.3,
+        initializer_range=0.5,
+        output_hidden_states=True,
+        layer_norm_eps=1e-12,  # ALBERT's default, spelt out
+    )
+    (relabelled / "config.json").write_text(json.dumps(config))
+
+    assert load_model(relabelled, device=CPU).fingerprint == (
+        load_model(tiny_albert_path, device=CPU).fingerprint
+    )
+
+
+def test_any_other_config_entry_changes_the_fingerprint(tiny_albert_path):
+    loaded = load_model(tiny_albert_path, device=CPU)
+    for change in ({"layer_norm_eps": 1e-5}, {"hidden_act": "relu"}, {"future_option": 3}):
+        model = copy.deepcopy(loaded.model)  # its own config, the same weights
+        assert fingerprint(model, loaded.tokenizer) == loaded.fingerprint
+        for key, value in change.items():
+            setattr(model.config, key, value)
+        assert fingerprint(model, loaded.tokenizer) != loaded.fingerprint, change
+
+
+def test_a_tokenizer_change_changes_the_fingerprint(distilbert_pair, tmp_path):
+    from transformers import BertTokenizer
+
+    gelu = load_model(distilbert_pair[0], device=CPU)
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(WORDPIECES) + "\n", encoding="utf-8")
+    renamed = tmp_path / "renamed.txt"
+    renamed.write_text("\n".join(WORDPIECES[:-1] + ["##ed"]) + "\n", encoding="utf-8")
+
+    same = BertTokenizer(str(vocab))
+    cased = BertTokenizer(str(vocab), do_lower_case=False)
+    other_entry = BertTokenizer(str(renamed))
+    assert fingerprint(gelu.model, same) == gelu.fingerprint
+    assert fingerprint(gelu.model, cased) != gelu.fingerprint
+    assert fingerprint(gelu.model, other_entry) != gelu.fingerprint
+
+
+# ---------------------------------------------------------------------- weights restored in memory
+
+
+def test_estimators_restored_with_other_weights_under_one_name_keep_their_own(
+    tiny_albert_path, tmp_path
+):
+    folder = shutil.copytree(tiny_albert_path, tmp_path / "checkpoint")
+    options = dict(dtype="float32", embedding_cache=None, store_weights_in_pickle=True)
+    first = AlbertVectorizer(str(folder), **options).fit(TEXTS)
+    first_bytes, first_vectors = pickle.dumps(first), first.transform(TEXTS)
+    _resave_with_other_weights(folder, seed=2)
+    second = AlbertVectorizer(str(folder), **options).fit(TEXTS)
+    second_bytes, second_vectors = pickle.dumps(second), second.transform(TEXTS)
+    del first, second
+
+    first_restored = pickle.loads(first_bytes)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        second_restored = pickle.loads(second_bytes)
+
+    np.testing.assert_array_equal(first_restored.transform(TEXTS), first_vectors)
+    np.testing.assert_array_equal(second_restored.transform(TEXTS), second_vectors)
+    assert any("Other weights for" in str(warning.message) for warning in caught)
+
+
+# ---------------------------------------------------------------------- older fingerprints
+
+
+def _fingerprint_of_0a2a18e(model, tokenizer):
+    """sklearn_albert's fingerprint before the current scheme, copied from that version."""
+    keys = (
+        "model_type",
+        "vocab_size",
+        "embedding_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_hidden_groups",
+        "inner_group_num",
+        "num_attention_heads",
+        "intermediate_size",
+        "hidden_act",
+        "max_position_embeddings",
+        "type_vocab_size",
+        "layer_norm_eps",
+        "position_embedding_type",
+        "pad_token_id",
+    )
+    digest = hashlib.blake2b(digest_size=16)
+    config = model.config.to_dict()
+    architecture = {key: config[key] for key in keys if key in config}
+    digest.update(json.dumps(architecture, sort_keys=True, default=str).encode())
+    digest.update(tokenizer.backend_tokenizer.to_str().encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _record_fingerprint(folder, value):
+    """Rewrite the fingerprint a saved folder records (as an older version wrote it)."""
+    document_file = folder / "estimator.json"
+    document = json.loads(document_file.read_text(encoding="utf-8"))
+    document["fitted"]["settings_"]["__settings__"]["__dict__"]["model_fingerprint"] = value
+    document_file.write_text(json.dumps(document, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def test_a_folder_saved_with_the_old_fingerprint_loads_and_is_rekeyed(vectorizer, tmp_path):
+    fitted = vectorizer.set_params(embedding_cache=None).fit(TEXTS)
+    expected = fitted.transform(TEXTS)
+    loaded = fitted._ensure_loaded()
+    old = _fingerprint_of_0a2a18e(loaded.model, loaded.tokenizer)
+    assert legacy_fingerprint(loaded.model, loaded.tokenizer) == old
+    _record_fingerprint(fitted.save(tmp_path / "old"), old)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        restored = AlbertVectorizer.load(tmp_path / "old")
+        np.testing.assert_array_equal(restored.transform(TEXTS), expected)
+    assert restored.model_fingerprint_ == fitted.model_fingerprint_ != old
+
+
+def test_a_new_folder_whose_fingerprint_disagrees_is_refused(vectorizer, tmp_path):
+    fitted = vectorizer.fit(TEXTS)
+    _record_fingerprint(fitted.save(tmp_path / "new"), "fp2-" + "0" * 32)
+    with pytest.raises(ValueError, match="fingerprint differs from the one the estimator"):
+        AlbertVectorizer.load(tmp_path / "new")
+
+
+def test_a_pickle_with_the_old_fingerprint_loads_without_a_warning(vectorizer):
+    fitted = vectorizer.set_params(embedding_cache=None).fit(TEXTS)
+    expected = fitted.transform(TEXTS)
+    loaded = fitted._ensure_loaded()
+    fitted.settings_ = replace(
+        fitted.settings_, model_fingerprint=legacy_fingerprint(loaded.model, loaded.tokenizer)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        restored = pickle.loads(pickle.dumps(fitted))  # without the weights, as by default
+        np.testing.assert_array_equal(restored.transform(TEXTS), expected)
