@@ -677,18 +677,20 @@ def config_definition(config):
 def tokenizer_fingerprint(tokenizer):
     """A hash of what decides the ids a tokenizer produces (``"fp2-"`` and 32 hex digits).
 
-    Its class, its special tokens and their ids, and :func:`tokenizer_definition`: the
-    whole ``tokenizer.json`` of a fast tokenizer (vocabulary, merges, normaliser,
-    pre-tokeniser, post-processor, added tokens), or the vocabulary, SentencePiece model,
-    BPE merges and options of a slow one.
+    Its class (without 4.x's ``Fast`` suffix), its special tokens and their ids, and
+    :func:`tokenizer_definition`: the whole ``tokenizer.json`` of a fast tokenizer
+    (vocabulary, merges, normaliser, pre-tokeniser, post-processor, added tokens), or the
+    vocabulary, SentencePiece model, BPE merges and options of a slow one.
     """
     specials = {
         str(name): [str(token), tokenizer.convert_tokens_to_ids(token)]
         for name, token in tokenizer.special_tokens_map.items()
         if isinstance(token, str)
     }
+    # transformers 4.x names its tokenizers.json-backed classes "...Fast"; 5.x does not.
+    name = type(tokenizer).__name__.removesuffix("Fast")
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps([type(tokenizer).__name__, specials], sort_keys=True).encode())
+    digest.update(json.dumps([name, specials], sort_keys=True).encode())
     digest.update(tokenizer_definition(tokenizer))
     merges = getattr(tokenizer, "bpe_ranks", None)
     if merges and getattr(tokenizer, "backend_tokenizer", None) is None:
