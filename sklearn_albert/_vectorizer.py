@@ -533,8 +533,9 @@ class AlbertVectorizer(
         if not _same_checkpoint(loaded, self.model_fingerprint_):
             warnings.warn(
                 f"The checkpoint loaded from {self.model_name_or_path!r} differs from the one "
-                "this vectorizer was fitted with (its architecture, tokenizer or weights "
-                "changed); embeddings will differ. Pin `revision`, or pickle with "
+                "this vectorizer was fitted with (its config, tokenizer or weights "
+                "changed); embeddings will differ, and are cached apart from those of the "
+                "original checkpoint. Pin `revision`, or pickle with "
                 "store_weights_in_pickle=True to keep the exact weights.",
                 UserWarning,
                 stacklevel=3,
