@@ -350,3 +350,62 @@ def test_a_saved_embedding_cache_folder_is_not_followed(fitted_tiny_vectorizer, 
 
     chosen = AlbertVectorizer.load(folder, embedding_cache=tmp_path / "mine")
     assert chosen.embedding_cache == tmp_path / "mine"
+
+
+# ---------------------------------------------------------------------- the allow-list and writer
+
+
+def test_the_allow_list_covers_what_save_pretrained_writes_sharded_or_not(
+    tiny_albert_path, tmp_path
+):
+    from transformers import AutoModel, AutoTokenizer
+
+    from sklearn_albert._model_files import is_checkpoint_file_name
+
+    model = AutoModel.from_pretrained(str(tiny_albert_path))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_albert_path))
+    for folder, shard_size in ((tmp_path / "whole", "5GB"), (tmp_path / "sharded", "20KB")):
+        model.save_pretrained(folder, max_shard_size=shard_size)
+        tokenizer.save_pretrained(folder)
+        names = sorted(path.name for path in folder.iterdir())
+        assert [name for name in names if not is_checkpoint_file_name(name)] == []
+    assert any(name.startswith("model-00001-of-") for name in os.listdir(tmp_path / "sharded"))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sub/config.json",
+        "/etc/passwd",
+        "..",
+        ".",
+        "",
+        "config.json/..",
+        "modeling_albert.py",
+        "pytorch_model.bin",
+        "model-1-of-2.safetensors",
+        "model-00001-of-00002.safetensors.py",
+    ],
+)
+def test_names_outside_the_allow_list_are_refused_by_name(name):
+    from sklearn_albert._model_files import check_checkpoint_file_names
+
+    with pytest.raises(ValueError, match=re.escape(repr(name))):
+        check_checkpoint_file_names(["config.json", name], source="a test mapping")
+
+
+def test_restored_files_are_private_and_an_existing_link_is_never_followed(tmp_path):
+    from sklearn_albert._model_files import restored_checkpoint, write_new_file
+
+    with restored_checkpoint({"config.json": b"{}", "vocab.txt": b"[PAD]\n"}) as folder:
+        for name in ("config.json", "vocab.txt"):
+            assert os.stat(Path(folder, name)).st_mode & 0o777 == 0o600
+        restored = folder
+    assert not os.path.exists(restored)
+
+    target = tmp_path / "target.txt"
+    target.write_text("unchanged")
+    os.symlink(target, tmp_path / "config.json")
+    with pytest.raises(FileExistsError):
+        write_new_file(tmp_path / "config.json", b"overwritten")
+    assert target.read_text() == "unchanged"
