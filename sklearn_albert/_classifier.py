@@ -576,6 +576,18 @@ class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
     # classifier's tuned weights are its state, so they always travel.
 
     _TRANSIENT = ("_loaded", "_network")
+    #: What fit may set; load() refuses any other name a saved folder lists as fitted.
+    _FITTED_ATTRIBUTES = (
+        "settings_",
+        "classes_",
+        "history_",
+        "n_iter_",
+        "best_epoch_",
+        "n_truncated_",
+        "hidden_size_",
+        "n_features_in_",
+        "feature_names_in_",
+    )
 
     def _weights_travel(self):
         return True

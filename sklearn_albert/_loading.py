@@ -308,10 +308,14 @@ def _folder_signature(source):
 
 
 def load_model_from_files(files, *, device):
-    """Rebuild a checkpoint from the ``{file name: bytes}`` of :func:`export_model_files`."""
-    with tempfile.TemporaryDirectory(prefix="sklearn_albert_") as folder:
-        for name, content in files.items():
-            Path(folder, name).write_bytes(content)
+    """Rebuild a checkpoint from the ``{file name: bytes}`` of :func:`export_model_files`.
+
+    The names come from a pickle or skops file: only allow-listed checkpoint file names
+    are written, into a fresh private folder (see ``_model_files.restored_checkpoint``).
+    """
+    from ._model_files import restored_checkpoint
+
+    with restored_checkpoint(files) as folder:
         return load_model_from_folder(folder, device=device)
 
 

@@ -16,9 +16,12 @@ source. ``save`` writes a folder that loads without executing anything::
 
 Parameters and fitted attributes are plain JSON values; tuples and paths are tagged so
 that ``get_params()`` round-trips exactly; arrays of labels (``classes_``) and lists of
-records (``history_``) round-trip too. ``load`` refuses any model file whose type is
-not data (JSON, safetensors, a SentencePiece model, a vocabulary text file) and any file
-whose SHA-256 differs from the one recorded at save time.
+records (``history_``) round-trip too. ``load`` refuses any model file whose name is not
+a checkpoint file name ``save_pretrained`` writes (``_model_files.py``), any link, FIFO or
+other non-regular file, any file whose SHA-256 differs from the one recorded at save time,
+and any fitted attribute the class does not define. The hashes catch accidental change
+(a truncated copy, a flipped bit), not a forger: whoever can write the folder can change
+a file and its recorded hash together (docs/security.rst).
 
 This module also names the types a skops file of this project holds
 (:func:`skops_trusted_types`), for ``skops.io.load(file, trusted=...)``.
@@ -29,13 +32,20 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
+import warnings
 from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 
+from ._model_files import (
+    check_checkpoint_file_names,
+    check_real_folder,
+    open_regular_file,
+)
 from ._settings import EncodeSettings
 
 logger = logging.getLogger("sklearn_albert")
@@ -51,6 +61,21 @@ EXTRA_WEIGHTS_FILE = "head.safetensors"
 #: its binary weights, a JSON description), each checked by hash on load; never code.
 EXTRA_FILES_FOLDER = "fitted"
 EXTRA_FILE_SUFFIXES = (".xml", ".bin", ".json")
+#: The environment variables a saved folder's ``token_env`` may name without the caller
+#: confirming it: Hugging Face token variables (``HF_TOKEN``, ``HUGGING_FACE_HUB_TOKEN``,
+#: ``HF_..._TOKEN``). A folder naming another variable (``AWS_SECRET_ACCESS_KEY``,
+#: ``GITHUB_TOKEN``) could otherwise make load() send that secret to the hub.
+HUB_TOKEN_VARIABLE = re.compile(r"(HF|HUGGING_FACE)(_[A-Z0-9]+)*_TOKEN")
+
+
+class _AsSaved:
+    """The default of ``load``'s overrides: keep what the folder holds (after its checks)."""
+
+    def __repr__(self):
+        return "'as saved'"
+
+
+AS_SAVED = _AsSaved()
 
 
 def save_estimator(estimator, path, *, include_model=True):
@@ -196,23 +221,27 @@ def read_saved_extra_files(path, document):
     """``{name: bytes}`` of the fitted artefacts a folder holds, each hash-checked."""
     recorded = document.get("extra_files") or {}
     folder = Path(path) / EXTRA_FILES_FOLDER
+    check_real_folder(folder)
     files = {}
     for name, expected in recorded.items():
         _check_extra_file_name(name)
-        file = folder / name
-        if not file.is_file():
-            raise FileNotFoundError(f"Cannot load {str(folder)!r}: {name} is missing.")
-        if _sha256(file) != expected:
+        content = _read_regular(folder / name)
+        if hashlib.sha256(content).hexdigest() != expected:
             raise ValueError(
                 f"Refusing to load {str(folder)!r}: {name} changed since it was saved "
                 "(its SHA-256 differs from the one in estimator.json)."
             )
-        files[name] = file.read_bytes()
+        files[name] = content
     return files
 
 
 def _check_extra_file_name(name):
-    if Path(name).name != name or not name.endswith(EXTRA_FILE_SUFFIXES):
+    if (
+        not isinstance(name, str)
+        or Path(name).name != name
+        or name in (".", "..")
+        or not name.endswith(EXTRA_FILE_SUFFIXES)
+    ):
         raise ValueError(
             f"Refusing the fitted file {name!r}: only plain names ending in "
             f"{', '.join(EXTRA_FILE_SUFFIXES)} are data this format reads."
@@ -271,6 +300,11 @@ class EncoderPersistence:
         state = dict(super().__getstate__())
         for name in self._TRANSIENT:
             state.pop(name, None)
+        if "settings_" in state and self._extra_files():
+            # Fitted artefacts (a calibrated int8 encoder) travel as data files, never as
+            # the live runtime objects: skops could not walk those (it aborted the
+            # interpreter), and a pickle of them would carry more than data.
+            state["_fitted_files"] = dict(self._extra_files())
         if "settings_" in state and self._weights_travel():
             from ._loading import export_model_files
 
@@ -287,10 +321,13 @@ class EncoderPersistence:
     def __setstate__(self, state):
         model_files = state.pop("_model_files", None)
         extra = state.pop("_extra_weights", None)
+        fitted_files = state.pop("_fitted_files", None)
         super().__setstate__(state)
         if "settings_" not in vars(self):
             return
         self._move_to_available_device()
+        if fitted_files is not None:
+            self._restore_extra_files(fitted_files)
         if model_files is not None:
             import torch
 
@@ -332,11 +369,13 @@ class EncoderPersistence:
         return save_estimator(self, path, include_model=include_model)
 
     @classmethod
-    def load(cls, path, *, device=None):
+    def load(cls, path, *, device=None, token_env=AS_SAVED, embedding_cache=AS_SAVED):
         """Load an estimator written by :meth:`save`, without executing stored code.
 
-        Every file is checked against the SHA-256 recorded at save time, and only data
-        files (JSON, safetensors, tokenizer vocabularies) are read.
+        Every file is checked against the SHA-256 recorded at save time (which catches
+        accidental change, not a forger who rewrites the hashes too), only regular data
+        files with the names ``save_pretrained`` writes are read (no links, no FIFOs), and
+        only the fitted attributes the class defines are set.
 
         Parameters
         ----------
@@ -346,6 +385,16 @@ class EncoderPersistence:
             Run on this device (also sets the ``device`` parameter). None keeps the
             saved device, or uses this machine's best one, with a warning, when the
             saved device is missing here.
+        token_env : str or None, default='as saved'
+            The environment variable holding a hub token. By default the saved one, if it
+            is a Hugging Face token variable (``HF_TOKEN``, ``HUGGING_FACE_HUB_TOKEN``,
+            ``HF_..._TOKEN``); a folder naming any other variable is refused, since it
+            would send that variable's value to the hub. Pass a name (or None) to choose.
+        embedding_cache : "memory", path-like or None, default='as saved'
+            The embedding cache (vectorizer only). By default the saved one, except that a
+            saved folder path is not followed: it becomes "memory", with a warning (the
+            cache folder is trusted like code, and a saved folder should not choose it).
+            Pass a folder to use one.
 
         Returns
         -------
@@ -355,6 +404,14 @@ class EncoderPersistence:
         document, params, fitted = read_saved(cls, path)
         if device is not None:
             params["device"] = device
+        _apply_load_overrides(cls, path, params, token_env, embedding_cache)
+        unknown = sorted(set(fitted) - set(cls._FITTED_ATTRIBUTES))
+        if unknown:
+            raise ValueError(
+                f"Refusing to load path={str(path)!r}: {ESTIMATOR_FILE} sets {unknown}, which "
+                f"are not fitted attributes of {cls.__name__} (known: "
+                f"{', '.join(cls._FITTED_ATTRIBUTES)}). Save it again with this version."
+            )
         estimator = cls(**params)
         if not fitted:
             return estimator
@@ -387,6 +444,39 @@ class EncoderPersistence:
                 return
             warn_device_change(type(self).__name__, self.device_, str(target))
         self.settings_ = self.settings_.on_device(target, self._dtype_on(target))
+
+
+def _apply_load_overrides(cls, path, params, token_env, embedding_cache):
+    """``load``'s rules for ``token_env`` and ``embedding_cache`` (see its docstring)."""
+    if token_env is not AS_SAVED:
+        params["token_env"] = token_env
+    else:
+        saved = params.get("token_env")
+        if saved is not None and not (
+            isinstance(saved, str) and HUB_TOKEN_VARIABLE.fullmatch(saved)
+        ):
+            raise ValueError(
+                f"Refusing to load path={str(path)!r}: it names token_env={saved!r}, which is "
+                "not a Hugging Face token variable (HF_TOKEN, HUGGING_FACE_HUB_TOKEN, "
+                "HF_..._TOKEN), and load() would send its value to the hub as a token. "
+                f"Pass {cls.__name__}.load(path, token_env=None), or token_env={saved!r} "
+                "if you meant that variable."
+            )
+    if embedding_cache is not AS_SAVED:
+        if "embedding_cache" not in params:
+            raise TypeError(f"{cls.__name__} has no embedding_cache; do not pass one to load().")
+        params["embedding_cache"] = embedding_cache
+        return
+    saved = params.get("embedding_cache")
+    if saved is not None and not (isinstance(saved, str) and saved == "memory"):
+        warnings.warn(
+            f"The folder {str(path)!r} was saved with embedding_cache={os.fspath(saved)!r}; "
+            "load() does not follow a cache folder named by a saved file and uses "
+            "embedding_cache='memory'. Pass load(path, embedding_cache=...) to use a folder.",
+            UserWarning,
+            stacklevel=3,
+        )
+        params["embedding_cache"] = "memory"
 
 
 def skops_trusted_types():
@@ -475,9 +565,9 @@ def _hash_files(folder):
 
 
 def _sha256(path):
-    """SHA-256 of a file, read in blocks: weights may be larger than free memory."""
+    """SHA-256 of a regular file, read in blocks: weights may be larger than free memory."""
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
+    with open_regular_file(path) as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -554,15 +644,21 @@ def from_json_value(value):
 # ---------------------------------------------------------------------- loading
 
 
+def _read_regular(file):
+    """The bytes of ``file``, refusing links, FIFOs and other non-regular files."""
+    with open_regular_file(file) as opened:
+        return opened.read()
+
+
 def _read_document(path, cls):
     file = path / ESTIMATOR_FILE
-    if not file.is_file():
+    if not os.path.lexists(file):
         raise FileNotFoundError(
             f"Cannot load path={str(path)!r}: it has no {ESTIMATOR_FILE}. Give a folder "
             f"written by {cls.__name__}.save(); pickles load with joblib.load instead."
         )
     try:
-        document = json.loads(file.read_text(encoding="utf-8"))
+        document = json.loads(_read_regular(file).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(
             f"Cannot load path={str(path)!r}: {file.name} is not valid JSON ({error})."
@@ -597,7 +693,9 @@ def _refuse_code_files(folder, files, *, when):
 
 def _check_files(folder, files):
     _refuse_code_files(folder, files, when="to load")
-    present = {file.name for file in folder.iterdir()} if folder.is_dir() else set()
+    check_checkpoint_file_names(files, source=repr(str(folder)))
+    check_real_folder(folder)
+    present = set(os.listdir(folder)) if folder.is_dir() else set()
     extra = sorted(present - set(files))
     if extra:
         raise ValueError(
@@ -606,7 +704,7 @@ def _check_files(folder, files):
         )
     for name, expected in files.items():
         file = folder / name
-        if not file.is_file():
+        if not os.path.lexists(file):
             raise FileNotFoundError(f"Cannot load {str(folder)!r}: {name} is missing.")
         if _sha256(file) != expected:
             raise ValueError(
@@ -619,7 +717,7 @@ def _read_extra_weights(path, record):
     """The tensors of ``head.safetensors`` after checking its name and hash, or None."""
     if record is None:
         return None
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     name = record.get("file")
     if name != EXTRA_WEIGHTS_FILE:
@@ -628,11 +726,12 @@ def _read_extra_weights(path, record):
             f"{name!r}; save() only writes {EXTRA_WEIGHTS_FILE!r}."
         )
     file = path / name
-    if not file.is_file():
+    if not os.path.lexists(file):
         raise FileNotFoundError(f"Cannot load path={str(path)!r}: {name} is missing.")
-    if _sha256(file) != record.get("sha256"):
+    content = _read_regular(file)  # hashed and parsed from one read: no swap in between
+    if hashlib.sha256(content).hexdigest() != record.get("sha256"):
         raise ValueError(
             f"Refusing to load path={str(path)!r}: {name} changed since it was saved "
             "(its SHA-256 differs from the one in estimator.json)."
         )
-    return load_file(file)
+    return load(content)

@@ -718,6 +718,21 @@ class AlbertVectorizer(
     # ------------------------------------------------------------------ persistence hooks
     # Pickling, save() and load() live in EncoderPersistence (_persistence.py).
 
+    # The calibrated int8 encoder travels as its data files (_extra_files), never live.
+    _TRANSIENT = ("_loaded", "_int8_encoder")
+    #: What fit may set; load() refuses any other name a saved folder lists as fitted.
+    _FITTED_ATTRIBUTES = (
+        "settings_",
+        "n_features_out_",
+        "n_hidden_states_",
+        "hidden_size_",
+        "n_truncated_",
+        "int8_calibration_",
+        "input_name_",
+        "n_features_in_",
+        "feature_names_in_",
+    )
+
     def _weights_travel(self):
         return self.store_weights_in_pickle
 
