@@ -199,9 +199,10 @@ class AlbertVectorizer(
         A hash of the checkpoint's architecture, tokenizer and weights.
 
     n_truncated_ : int
-        Number of texts passed to ``fit`` (or ``fit_transform``) longer than
-        ``max_length_`` tokens. ``transform`` never changes it; use
-        :meth:`find_truncated` for other texts.
+        Number of distinct texts passed to ``fit`` (or ``fit_transform``) longer than
+        ``max_length_`` tokens: a text repeated three times counts once, as in the
+        truncation warning. ``transform`` never changes it; use :meth:`find_truncated`
+        for other texts.
 
     int8_calibration_ : dict
         Only with ``dtype="int8"``: ``n_texts`` calibrated on, ``seconds`` it took and
@@ -324,7 +325,8 @@ class AlbertVectorizer(
         self._fit(texts, name)
         from ._engine import token_counts
 
-        counts = token_counts(self._loaded, texts)
+        # Distinct texts, as fit_transform (which encodes each distinct text once) counts.
+        counts = token_counts(self._loaded, list(dict.fromkeys(texts)))
         cropped = counts > self.settings_.max_length
         self.n_truncated_ = int(cropped.sum()) if self.settings_.long_text == "truncate" else 0
         return self
