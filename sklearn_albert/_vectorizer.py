@@ -499,7 +499,9 @@ class AlbertVectorizer(
 
             from ._calibration import calibrate_on_texts
 
-            self._int8_encoder, self.int8_calibration_ = calibrate_on_texts(texts, loaded, settings)
+            self._int8_encoder, self.int8_calibration_ = calibrate_on_texts(
+                texts, loaded, settings, progress=self.verbose
+            )
             settings = replace(settings, calibration_id=self._int8_encoder.calibration_id)
         self._loaded = loaded
         self._params_at_fit = {name: params[name] for name in SETTING_PARAMETERS}
