@@ -593,7 +593,8 @@ def _what_differs(previous, manifest, changed):
                 f"other data: {previous.get('partitions')} input partitions then, "
                 f"{manifest['partitions']} now"
                 if old_digests
-                else "other data, or data it cannot compare: no digest of its input rows"
+                else "written without a digest of its input rows, by an earlier version, "
+                "so other data cannot be ruled out"
             )
         else:
             differ = [
