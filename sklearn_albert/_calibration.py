@@ -10,6 +10,7 @@ as long as an estimator holds the encoder.
 import hashlib
 import warnings
 import weakref
+from functools import partial
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from ._engine import cut_windows, tokenize
 _calibrations = {}
 
 
-def calibrate_on_texts(texts, loaded, settings):
+def calibrate_on_texts(texts, loaded, settings, *, progress=False):
     """A static int8 encoder calibrated on (a sample of) ``texts``, and what it learned from.
 
     Parameters
@@ -30,6 +31,8 @@ def calibrate_on_texts(texts, loaded, settings):
         Its float32 model is traced and calibrated (not modified).
     settings : EncodeSettings
         Texts are cropped to its ``max_length``, as the engine crops them.
+    progress : bool, default=False
+        Show the calibration's progress bars on stderr (the estimator's ``verbose``).
 
     Returns
     -------
@@ -65,7 +68,7 @@ def calibrate_on_texts(texts, loaded, settings):
     windows = cut_windows(
         tokenize(loaded.tokenizer, sample), loaded, settings, long_text="truncate"
     )
-    encoder = _remembered(loaded, windows.ids, calibrate_int8)
+    encoder = _remembered(loaded, windows.ids, partial(calibrate_int8, progress=progress))
     report = {
         "n_texts": int(encoder.n_calibration_texts),
         "seconds": round(float(encoder.calibration_seconds), 3),

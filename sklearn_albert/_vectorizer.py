@@ -202,9 +202,10 @@ class AlbertVectorizer(
         fit warns and never shares cached vectors with the original.
 
     n_truncated_ : int
-        Number of texts passed to ``fit`` (or ``fit_transform``) longer than
-        ``max_length_`` tokens. ``transform`` never changes it; use
-        :meth:`find_truncated` for other texts.
+        Number of distinct texts passed to ``fit`` (or ``fit_transform``) longer than
+        ``max_length_`` tokens: a text repeated three times counts once, as in the
+        truncation warning. ``transform`` never changes it; use :meth:`find_truncated`
+        for other texts.
 
     int8_calibration_ : dict
         Only with ``dtype="int8"``: ``n_texts`` calibrated on, ``seconds`` it took and
@@ -327,7 +328,8 @@ class AlbertVectorizer(
         self._fit(texts, name)
         from ._engine import token_counts
 
-        counts = token_counts(self._loaded, texts)
+        # Distinct texts, as fit_transform (which encodes each distinct text once) counts.
+        counts = token_counts(self._loaded, list(dict.fromkeys(texts)))
         cropped = counts > self.settings_.max_length
         self.n_truncated_ = int(cropped.sum()) if self.settings_.long_text == "truncate" else 0
         return self
@@ -501,7 +503,9 @@ class AlbertVectorizer(
 
             from ._calibration import calibrate_on_texts
 
-            self._int8_encoder, self.int8_calibration_ = calibrate_on_texts(texts, loaded, settings)
+            self._int8_encoder, self.int8_calibration_ = calibrate_on_texts(
+                texts, loaded, settings, progress=self.verbose
+            )
             settings = replace(settings, calibration_id=self._int8_encoder.calibration_id)
         self._loaded = loaded
         self._params_at_fit = {name: params[name] for name in SETTING_PARAMETERS}

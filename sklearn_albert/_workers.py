@@ -36,24 +36,20 @@ def received(digest, payload):
 
 
 def choose_device_here(estimator):
-    """Refit ``device="auto"`` vectorizers whose fitted device is not this worker's best.
+    """Move ``device="auto"`` vectorizers to this worker's best device, without refitting.
 
-    ``fit`` learns nothing from data: it loads the model and resolves the device, here
-    (a GPU worker of a CPU-only client uses its GPU). A vectorizer whose weights travel in
-    the pickle keeps them, on the device the pickle remapped it to.
+    A vectorizer fitted on a CPU-only client runs on a GPU worker's GPU. Only the device
+    (and the precision ``dtype`` resolves to there) changes: the fitted state stays as
+    fitted (``input_name_``, the int8 calibration, ``model_fingerprint_``), and the model
+    loads on the new device at first use, which warns if the worker's checkpoint differs
+    from the fitted one. ``dtype="int8"`` runs on CPU only, so its best device is the CPU.
+    A vectorizer whose weights travel in the pickle keeps them, on the device the pickle
+    remapped it to.
     """
-    import warnings
-
-    import torch
-
+    from ._devices import dtype_name, resolve_device, resolve_dtype
     from ._vectorizer import AlbertVectorizer
 
-    if torch.cuda.is_available():
-        best = "cuda"
-    elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        best = "mps"
-    else:
-        best = "cpu"
+    best = resolve_device("auto")
     found = [estimator] if isinstance(estimator, AlbertVectorizer) else []
     if hasattr(estimator, "get_params"):
         found += [
@@ -62,22 +58,18 @@ def choose_device_here(estimator):
             if isinstance(value, AlbertVectorizer)
         ]
     for vectorizer in found:
+        target = resolve_device("cpu") if vectorizer.dtype_ == "int8" else best
         if (
             vectorizer.device != "auto"
             or vectorizer.store_weights_in_pickle
-            or vectorizer.device_.split(":")[0] == best
+            or vectorizer.device_.split(":")[0] == target.type
         ):
             continue
-        fingerprint = vectorizer.model_fingerprint_
-        vectorizer.fit([])
-        if vectorizer.model_fingerprint_ != fingerprint:
-            warnings.warn(
-                f"The checkpoint {vectorizer.model_name_or_path!r} on this worker differs "
-                "from the one the vectorizer was fitted with; embeddings will differ. "
-                "Pickle with store_weights_in_pickle=True to ship the exact weights.",
-                UserWarning,
-                stacklevel=2,
-            )
+        # The move a pickle makes when its fitted device is missing: settings on another
+        # device, nothing refitted. A shipped vectorizer holds no model yet (a default
+        # pickle leaves it out), so its first transform loads it on ``target``.
+        precision = dtype_name(resolve_dtype(vectorizer.dtype, target))
+        vectorizer.settings_ = vectorizer.settings_.on_device(target, precision)
 
 
 # glibc's mallopt parameters (malloc.h), and the values an encoding process keeps: the

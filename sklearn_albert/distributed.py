@@ -39,6 +39,11 @@ __all__ = ["EmbedSummary", "embed_to_parquet", "parallel_predict", "transform_co
 PREDICT_METHODS = ("predict", "predict_proba", "decision_function", "transform")
 PART_NAME = "part-{index:05d}.parquet"
 MANIFEST_NAME = "_sklearn_albert_manifest.json"
+# Each part file's Parquet metadata: the job (model and settings), partition, row count and
+# digest of the input rows it embeds, checked before a later run keeps the file.
+PART_METADATA_KEY = "sklearn_albert.part"
+# The manifest's entries that describe the input rows rather than the job's settings.
+DATA_KEYS = frozenset({"format", "partitions", "partition_rows", "partition_digests"})
 # A part file's temporary name starts with "." (parquet readers skip such files) and holds
 # the writer's process id, so that the leftovers of a killed worker are recognisable.
 TEMPORARY_SUFFIX = ".tmp"
@@ -272,9 +277,18 @@ def embed_to_parquet(
 
     Each partition becomes ``output_dir/part-NNNNN.parquet`` (``NNNNN`` its position),
     written under a temporary name and renamed when complete, so a file is either
-    absent or whole. Running again with the same data skips the files already there, and
-    a worker killed mid-job leaves no partial or duplicate file: its partitions run again
-    elsewhere and rename onto the same names.
+    absent or whole. A worker killed mid-job leaves no partial or duplicate file: its
+    partitions run again elsewhere and rename onto the same names.
+
+    Running again resumes: the parts already there are kept when they hold this job's
+    embeddings of these very rows, and the others are computed. To tell, a first pass
+    reads the input once and records a digest of each partition's rows (texts and ids)
+    in ``output_dir``'s manifest and in each part file's metadata. Other data (any
+    partition's rows changed, or another number of partitions), another model or other
+    settings is an error that names what differs: pass ``overwrite=True`` to replace the
+    earlier parts, or write to another ``output_dir``. A part file that is damaged (its
+    pages fail their checksums), a symbolic link, or not written by this job for this
+    partition is computed again, never kept.
 
     Parameters
     ----------
@@ -292,7 +306,8 @@ def embed_to_parquet(
         ``id`` holding each row's position in ``data`` (0-based).
     overwrite : bool, default=False
         Delete the part files of an earlier job in ``output_dir`` first. If False, an
-        ``output_dir`` written by a job with other data or settings is an error.
+        ``output_dir`` written by a job with other data (rows of any partition), model or
+        settings is an error.
     progress : bool, default=True
         Show a progress bar of finished partitions.
 
@@ -306,6 +321,10 @@ def embed_to_parquet(
     Each file has two columns: the id column and ``embedding``, a fixed-size list of
     ``n_features_out_`` float32. ``pandas.read_parquet(output_dir)`` (or
     ``dask.dataframe.read_parquet``) reads the parts back in order.
+
+    The digest pass costs one read of the input (without ``id_column``, it also counts
+    the rows each id needs, a pass made anyway). A resumed run also reads the kept part
+    files once to verify them.
 
     Examples
     --------
@@ -323,26 +342,30 @@ def embed_to_parquet(
     frame = frame[[text_column] if id_column is None else [text_column, id_column]]
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    _claim_output_dir(output_dir, _manifest(vectorizer, frame, text_column, id_column), overwrite)
-
-    n_partitions = frame.npartitions
-    todo = [i for i in range(n_partitions) if not (output_dir / _part_name(i)).exists()]
-    offsets = _row_offsets(frame) if id_column is None and todo else None
-    digest, shipped = _shipped(vectorizer)
     import dask
 
     parts = frame.to_delayed()
+    rows = _partition_rows(parts, text_column, id_column)
+    manifest = _manifest(vectorizer, frame, text_column, id_column, rows)
+    _claim_output_dir(output_dir, manifest, overwrite)
+
+    n_partitions = frame.npartitions
+    job = _job_key(manifest)
+    todo = [i for i in range(n_partitions) if not _kept_part(output_dir, i, job, rows[i])]
+    offsets = np.concatenate([[0], np.cumsum([n for n, _ in rows], dtype=np.int64)])
+    digest, shipped = _shipped(vectorizer)
     write = dask.delayed(_write_part, pure=True)
     tasks = [
         write(
             parts[i],
             str(output_dir),
             i,
-            None if offsets is None else int(offsets[i]),
+            int(offsets[i]),
             text_column,
             id_column,
             digest,
             shipped,
+            {"job": job, "partition": i, "rows": rows[i][0], "digest": rows[i][1]},
         )
         for i in todo
     ]
@@ -365,14 +388,25 @@ def _part_name(index):
     return PART_NAME.format(index=index)
 
 
-def _write_part(part, output_dir, index, offset, text_column, id_column, digest, shipped):
-    """Embed one partition into its part file; None when the file exists already."""
+def _write_part(part, output_dir, index, offset, text_column, id_column, digest, shipped, record):
+    """Embed one partition into its part file; None when this task's file exists already.
+
+    ``record`` (job, partition, rows, digest) goes into the file's metadata, so that a
+    later run can tell that the file holds this job's embeddings of these rows.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     final = Path(output_dir) / _part_name(index)
-    if final.exists():  # a rerun of a task whose first run finished (e.g. worker lost)
+    # A rerun of a task whose first run finished (a worker lost after the rename): the
+    # driver removed every file it did not keep, so one that exists now is this job's.
+    if not final.is_symlink() and _part_record(final) == record:
         return None
+    if _partition_digest(part, text_column, id_column) != (record["rows"], record["digest"]):
+        raise ValueError(
+            f"Partition {index} of the input changed while embed_to_parquet ran: its rows "
+            "differ from those read by the digest pass. Run again once the input is stable."
+        )
     vectorizer = received(digest, shipped)
     features = np.ascontiguousarray(
         vectorizer.transform(part[text_column].tolist()), dtype=np.float32
@@ -383,9 +417,10 @@ def _write_part(part, output_dir, index, offset, text_column, id_column, digest,
         ids = pa.Array.from_pandas(part[id_column])
     embedding = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)), features.shape[1])
     table = pa.table({id_column or "id": ids, "embedding": embedding})
+    table = table.replace_schema_metadata({PART_METADATA_KEY: json.dumps(record, sort_keys=True)})
     temporary = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
     try:
-        pq.write_table(table, temporary)
+        pq.write_table(table, temporary, write_page_checksum=True)
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary, final)
@@ -439,17 +474,78 @@ def _check_columns(frame, *, text_column, id_column):
         )
 
 
-def _row_offsets(frame):
-    """Position of each partition's first row: one pass counting rows."""
-    lengths = frame.map_partitions(len).compute()
-    return np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))])
+def _partition_rows(parts, text_column, id_column):
+    """``[(n_rows, digest), ...]`` of each partition: one pass over the input."""
+    import dask
+
+    digest = dask.delayed(_partition_digest, pure=True)
+    tasks = [digest(part, text_column, id_column) for part in parts]
+    return [(int(n), str(d)) for n, d in _run(tasks, progress=False, description="")]
 
 
-def _manifest(vectorizer, frame, text_column, id_column):
+def _partition_digest(part, text_column, id_column):
+    """``(n_rows, digest)``: the rows' texts (and ids), length-prefixed, in order."""
+    digest = hashlib.blake2b(digest_size=16)
+    columns = [text_column] if id_column is None else [text_column, id_column]
+    for column in columns:
+        digest.update(f"column {column!r}".encode())
+        for value in part[column].tolist():
+            # A type tag, so that the text "None" and a missing value differ.
+            tag, text = (b"s", value) if isinstance(value, str) else (b"r", repr(value))
+            encoded = text.encode("utf-8", "surrogatepass")
+            digest.update(tag + len(encoded).to_bytes(8, "little") + encoded)
+    return len(part), digest.hexdigest()
+
+
+def _job_key(manifest):
+    """A digest of what makes the numbers (model, settings, columns), data aside."""
+    settings = {key: value for key, value in manifest.items() if key not in DATA_KEYS}
+    encoded = json.dumps(settings, sort_keys=True).encode()
+    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
+
+
+def _part_record(path):
+    """The record a part file's metadata holds, or None (absent, unreadable, foreign)."""
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+        return json.loads(metadata[PART_METADATA_KEY.encode()])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def _kept_part(output_dir, index, job, rows):
+    """Whether the part file of partition ``index`` holds this job's rows, intact.
+
+    A symbolic link, a file of another job or partition, or a damaged file (a page that
+    fails its checksum, a short file) is removed, to be computed again.
+    """
+    import pyarrow.parquet as pq
+
+    path = output_dir / _part_name(index)
+    if not path.exists() and not path.is_symlink():
+        return False
+    expected = {"job": job, "partition": index, "rows": rows[0], "digest": rows[1]}
+    intact = False
+    if not path.is_symlink() and _part_record(path) == expected:
+        try:
+            table = pq.read_table(path, page_checksum_verification=True)
+            intact = table.num_rows == rows[0]
+        except (OSError, ValueError):
+            intact = False
+    if not intact:
+        path.unlink()
+    return intact
+
+
+def _manifest(vectorizer, frame, text_column, id_column, rows):
     settings = vectorizer.settings_
     return {
-        "format": 1,
+        "format": 2,
         "partitions": frame.npartitions,
+        "partition_rows": [n for n, _ in rows],
+        "partition_digests": [d for _, d in rows],
         "text_column": text_column,
         "id_column": id_column,
         "model_fingerprint": vectorizer.model_fingerprint_,
@@ -471,9 +567,9 @@ def _claim_output_dir(output_dir, manifest, overwrite):
         changed = sorted(key for key in manifest if previous.get(key) != manifest[key])
         if changed:
             raise ValueError(
-                f"output_dir={str(output_dir)!r} holds the parts of another job (its "
-                f"{', '.join(changed)} differ). Use a new folder, or overwrite=True to "
-                "replace them."
+                f"output_dir={str(output_dir)!r} holds the parts of another job "
+                f"({_what_differs(previous, manifest, changed)}). Use a new folder, or "
+                "overwrite=True to replace them."
             )
         return
     elif any(output_dir.glob("part-*.parquet")):
@@ -484,6 +580,40 @@ def _claim_output_dir(output_dir, manifest, overwrite):
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
     temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
     os.replace(temporary, path)
+
+
+def _what_differs(previous, manifest, changed):
+    """The differences between two manifests, in words: other data, other settings."""
+    said = []
+    if any(key in DATA_KEYS for key in changed):
+        old_rows = previous.get("partition_rows") or []
+        old_digests = previous.get("partition_digests") or []
+        if previous.get("partitions") != manifest["partitions"] or not old_digests:
+            said.append(
+                f"other data: {previous.get('partitions')} input partitions then, "
+                f"{manifest['partitions']} now"
+                if old_digests
+                else "written without a digest of its input rows, by an earlier version, "
+                "so other data cannot be ruled out"
+            )
+        else:
+            differ = [
+                index
+                for index, now in enumerate(
+                    zip(manifest["partition_rows"], manifest["partition_digests"])
+                )
+                if (old_rows[index], old_digests[index]) != now
+            ]
+            shown = ", ".join(str(index) for index in differ[:10])
+            more = f" and {len(differ) - 10} more" if len(differ) > 10 else ""
+            said.append(
+                f"other data: the rows of input partition(s) {shown}{more} of "
+                f"{manifest['partitions']} differ from those embedded there"
+            )
+    settings = [key for key in changed if key not in DATA_KEYS]
+    if settings:
+        said.append(f"its {', '.join(settings)} differ")
+    return "; ".join(said)
 
 
 def _run(tasks, *, progress, description):

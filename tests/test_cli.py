@@ -416,3 +416,35 @@ def test_an_empty_input_writes_an_empty_array(tmp_path, model_options, capsys):
     status, _, err = run(["embed", source, "-o", tmp_path / "o.npy", "-q", *model_options], capsys)
     assert status == 0, err
     assert np.load(tmp_path / "o.npy").shape == (0, 32)
+
+
+# ---------------------------------------------------------------------- stdout holds results only
+
+
+def test_info_json_with_int8_prints_only_the_json_on_stdout(tiny_albert_path):
+    pytest.importorskip("openvino", reason="needs OpenVINO (pip install .[int8])")
+    pytest.importorskip("nncf", reason="needs NNCF (pip install .[int8])")
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [sys.executable, "-m", "sklearn_albert", "info", "--json", "--dtype", "int8"]
+    command += ["--model", str(tiny_albert_path), "--offline", "--speed-texts", "0"]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, env=environment, timeout=300
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)  # nothing but the JSON
+    assert report["dtype"] == "int8" and report["n_features_out"] == 32
+    assert "Statistics collection" not in completed.stderr  # silent unless asked
+
+
+def test_embed_prints_nothing_on_stdout(text_file, tmp_path, model_options, capfd):
+    capfd.readouterr()
+    output = tmp_path / "out.npy"
+    assert _cli.main(["embed", str(text_file), "-o", str(output), *model_options]) == 0
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert "Wrote " in captured.err  # the summary line is a message, on stderr
+    assert np.load(output).shape == (len(TEXTS), 32)

@@ -265,16 +265,83 @@ def test_a_second_run_rewrites_nothing(client, vectorizer, texts, tmp_path):
     assert {path.name: path.stat().st_mtime_ns for path in tmp_path.iterdir()} == stamps
 
 
+def other_texts(changed_partition=3):
+    """TEXTS with the rows of one of the N_PARTITIONS partitions replaced."""
+    size = len(TEXTS) // N_PARTITIONS
+    start = changed_partition * size
+    replacement = generated_sentences(size, seed=99)
+    return TEXTS[:start] + replacement + TEXTS[start + size :]
+
+
 def test_a_folder_of_another_job_is_refused_unless_overwrite(client, vectorizer, texts, tmp_path):
     vectorizer.fit(["warm up"])
     embed_to_parquet(texts.to_frame(), tmp_path, vectorizer, progress=False)
     other = clone(vectorizer).set_params(pooling="cls").fit(["warm up"])
     with pytest.raises(ValueError, match=re.escape("(its settings differ)")):
         embed_to_parquet(texts.to_frame(), tmp_path, other, progress=False)
+
+    # Other data, same settings: one part deleted (as if interrupted), then a rerun.
+    (tmp_path / "part-00007.parquet").unlink()
+    changed = other_texts(changed_partition=3)
+    data_b = dd.from_pandas(pd.Series(changed, name="text"), npartitions=N_PARTITIONS).to_frame()
+    expected_message = (
+        "holds the parts of another job (other data: the rows of input partition(s) 3 of "
+        f"{N_PARTITIONS} differ from those embedded there). Use a new folder, or "
+        "overwrite=True"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected_message)):
+        embed_to_parquet(data_b, tmp_path, vectorizer, progress=False)
+    fewer = dd.from_pandas(pd.Series(TEXTS, name="text"), npartitions=4).to_frame()
+    with pytest.raises(ValueError, match=re.escape(f"{N_PARTITIONS} input partitions then, 4 now")):
+        embed_to_parquet(fewer, tmp_path, vectorizer, progress=False)
+    assert not (tmp_path / "part-00007.parquet").exists()  # a refusal writes nothing
+
+    summary = embed_to_parquet(data_b, tmp_path, vectorizer, overwrite=True, progress=False)
+    assert summary.files == N_PARTITIONS
+    np.testing.assert_allclose(
+        np.stack(read_parts(tmp_path)["embedding"]), vectorizer.transform(changed), atol=1e-4
+    )
     summary = embed_to_parquet(texts.to_frame(), tmp_path, other, overwrite=True, progress=False)
     assert summary.files == N_PARTITIONS
     np.testing.assert_allclose(
         np.stack(read_parts(tmp_path)["embedding"]), other.transform(TEXTS), atol=1e-4
+    )
+
+
+def _flip_a_byte_inside(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 4] ^= 0xFF  # inside the first column chunk's pages, before the footer
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_symlinked_or_foreign_part_files_are_computed_again(
+    client, vectorizer, texts, tmp_path
+):
+    vectorizer.fit(["warm up"])
+    output = tmp_path / "out"
+    embed_to_parquet(texts.to_frame(), output, vectorizer, progress=False)
+
+    def part(index):
+        return output / f"part-{index:05d}.parquet"
+
+    _flip_a_byte_inside(part(1))  # damaged pages, footer intact
+    part(2).write_bytes(part(2).read_bytes()[:-100])  # short: no footer
+    part(3).unlink()
+    part(3).symlink_to(part(4))  # a link, even to a file of this job
+    part(5).write_bytes(part(6).read_bytes())  # another partition's file
+    elsewhere = tmp_path / "elsewhere"  # another job's file for this partition
+    other = clone(vectorizer).set_params(pooling="max").fit(["warm up"])
+    embed_to_parquet(texts.to_frame(), elsewhere, other, progress=False)
+    part(8).write_bytes((elsewhere / "part-00008.parquet").read_bytes())
+
+    summary = embed_to_parquet(texts.to_frame(), output, vectorizer, progress=False)
+
+    assert (summary.files, summary.skipped) == (5, N_PARTITIONS - 5)
+    assert not any(path.is_symlink() for path in output.iterdir())
+    written = read_parts(output)
+    assert list(written["id"]) == list(range(len(TEXTS)))
+    np.testing.assert_allclose(
+        np.stack(written["embedding"]), vectorizer.transform(TEXTS), atol=1e-4
     )
 
 
@@ -351,6 +418,13 @@ def test_the_command_line_embeds_on_a_scheduler_and_resumes(
     np.testing.assert_allclose(np.stack(written["embedding"]), expected, atol=1e-4)
     assert _cli.main(["embed", *argv]) == 0
     assert "Wrote 0 part(s), 0 texts" in capsys.readouterr().err
+
+    # Other data in the same files, one part gone: refused, not resumed.
+    (tmp_path / "out" / "part-00001.parquet").unlink()
+    changed = pd.DataFrame({"body": generated_sentences(60, seed=98)})
+    changed.to_json(pieces / "piece1.jsonl", orient="records", lines=True)
+    assert _cli.main(["embed", *argv]) != 0
+    assert "other data: the rows of input partition(s) 1 of 3 differ" in capsys.readouterr().err
 
 
 def _busiest_worker_pid(client):

@@ -449,3 +449,66 @@ def test_token_vectors_run_the_calibrated_encoder(int8_vectorizer, monkeypatch):
     records = vect.transform_tokens(texts[:3])
     assert calls and all(encoder is vect._int8_encoder for encoder in calls)
     assert all(np.isfinite(record.embeddings).all() for record in records)
+
+
+# ---------------------------------------------------------------------- silence
+
+
+def _without_memo_hits(seed):
+    """Texts no other test calibrates on, so that calibration really runs here."""
+    from _tiny_model import generated_sentences
+
+    return generated_sentences(40, seed=seed)
+
+
+def test_int8_fit_prints_nothing_on_stdout_and_verbose_sends_calibration_bars_to_stderr(
+    tiny_albert_path, capfd
+):
+    from sklearn_albert import AlbertVectorizer
+
+    texts = _without_memo_hits(seed=47)
+    capfd.readouterr()
+    AlbertVectorizer(str(tiny_albert_path), dtype="int8").fit(texts).transform(texts[:3])
+    quiet = capfd.readouterr()
+    assert quiet.out == "" and quiet.err == ""
+
+    texts = _without_memo_hits(seed=48)
+    verbose = AlbertVectorizer(str(tiny_albert_path), dtype="int8", verbose=True)
+    verbose.fit(texts)
+    shown = capfd.readouterr()
+    assert shown.out == ""
+    assert "Statistics collection" in shown.err  # NNCF's own progress bar, on stderr
+
+
+def test_a_fresh_process_fitting_and_embedding_with_default_settings_prints_nothing(
+    tiny_albert_path, tmp_path
+):
+    """Model loading, int8 calibration and encoding, in a process where nothing is warm."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    code = (
+        "import warnings; warnings.simplefilter('ignore')\n"
+        "from sklearn_albert import AlbertVectorizer\n"
+        "texts = [f'text number {i} of the silence check' for i in range(40)]\n"
+        "for dtype in ('float32', 'int8'):\n"
+        f"    vect = AlbertVectorizer({str(tiny_albert_path)!r}, dtype=dtype)\n"
+        "    vect.fit(texts).transform(texts); vect.fit_transform(texts[:5])\n"
+    )
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+        "HF_HUB_OFFLINE": "1",
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == ""

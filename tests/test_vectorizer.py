@@ -219,6 +219,17 @@ def test_fit_counts_the_truncated_training_texts(vectorizer):
     assert vectorizer.set_params(long_text="chunk", stride=2).fit([long_text]).n_truncated_ == 0
 
 
+@pytest.mark.filterwarnings("ignore:.*were truncated")
+def test_fit_and_fit_transform_count_each_distinct_truncated_text_once(vectorizer):
+    long_text = " ".join(["moving"] * 200)
+    texts = [long_text, long_text, long_text, "short"]
+    vectorizer.set_params(max_length=16)
+    assert vectorizer.fit(texts).n_truncated_ == 1
+    assert vectorizer.fit_transform(texts).shape[0] == 4
+    assert vectorizer.n_truncated_ == 1
+    assert vectorizer.find_truncated(texts).tolist() == [True, True, True, False]
+
+
 # ---------------------------------------------------------------- composition
 
 

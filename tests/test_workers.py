@@ -5,13 +5,15 @@ the heap or from its own memory mapping, in a fresh process started with the env
 Dask's nanny gives its workers.
 """
 
+import pickle
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
-pytestmark = pytest.mark.skipif(
+linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="glibc's mallopt exists on Linux only"
 )
 
@@ -77,6 +79,7 @@ needs_mallinfo2 = pytest.mark.skipif(
 
 
 @needs_mallinfo2
+@linux_only
 def test_under_dasks_trim_threshold_blocks_come_from_the_heap_once_a_process_encodes():
     facts = run_probe(65536)  # what distributed's nanny sets in each worker process
     # Before: the small trim threshold froze the mmap threshold at 128 KiB.
@@ -87,6 +90,7 @@ def test_under_dasks_trim_threshold_blocks_come_from_the_heap_once_a_process_enc
     assert facts["still"] is False
 
 
+@linux_only
 @pytest.mark.parametrize("value", [None, str(1024**3), "not a number"])
 def test_the_allocator_is_left_alone_without_a_small_trim_threshold(monkeypatch, value):
     from sklearn_albert import _workers
@@ -96,3 +100,56 @@ def test_the_allocator_is_left_alone_without_a_small_trim_threshold(monkeypatch,
         monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", value)
     assert _workers._glibc_to_tune() is None
     assert _workers.reuse_freed_memory() is False
+
+
+# ---------------------------------------------------------------------- device on a worker
+
+
+def shipped_from_another_device(fitted, device):
+    """A worker's copy of ``fitted`` (a fresh unpickled one), as if fitted on ``device``.
+
+    This machine has no second device: the copy records another device's name, as a
+    vectorizer fitted on a GPU client would, so that this worker's best device differs.
+    """
+    from conftest import pretend_fitted_on
+
+    return pretend_fitted_on(pickle.loads(pickle.dumps(fitted)), device)
+
+
+def test_a_worker_moves_a_vectorizer_to_its_device_without_refitting(vectorizer):
+    pd = pytest.importorskip("pandas", reason="needs pandas (pip install .[test])")
+    from sklearn_albert._workers import choose_device_here
+
+    texts = pd.Series(["a warm film", "a cold plot", "the music was lovely"], name="review")
+    fitted = vectorizer.set_params(device="auto").fit(texts)
+    shipped = shipped_from_another_device(fitted, "cuda")
+
+    choose_device_here(shipped)
+
+    assert shipped.device_ == "cpu" and shipped.dtype_ == fitted.dtype_
+    assert shipped.input_name_ == "review"  # a refit on [] would forget the column's name
+    assert list(shipped.get_feature_names_out()[:2]) == ["review_0", "review_1"]
+    assert shipped.model_fingerprint_ == fitted.model_fingerprint_
+    np.testing.assert_array_equal(shipped.transform(texts), fitted.transform(texts))
+
+
+def test_a_worker_keeps_the_int8_calibration_of_the_fit_texts(tiny_albert_path):
+    pytest.importorskip("openvino", reason="needs OpenVINO (pip install .[int8])")
+    pytest.importorskip("nncf", reason="needs NNCF (pip install .[int8])")
+    from _tiny_model import generated_sentences
+
+    from sklearn_albert import AlbertVectorizer
+    from sklearn_albert._workers import choose_device_here
+
+    texts = generated_sentences(40, seed=61)
+    fitted = AlbertVectorizer(str(tiny_albert_path), dtype="int8", device="auto").fit(texts)
+    assert fitted.int8_calibration_["source"] == "fit texts"
+    shipped = shipped_from_another_device(fitted, "cuda")
+
+    choose_device_here(shipped)
+
+    assert shipped.device_ == "cpu" and shipped.dtype_ == "int8"
+    # The calibration learned from the fit texts, not a new one on the built-in sample.
+    assert shipped.int8_calibration_ == fitted.int8_calibration_
+    assert shipped.settings_.calibration_id == fitted.settings_.calibration_id
+    np.testing.assert_allclose(shipped.transform(texts), fitted.transform(texts), atol=1e-6)

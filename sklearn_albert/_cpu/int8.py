@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,7 +186,7 @@ def select_calibration_ids(calibration_ids, *, limit=MAX_CALIBRATION_TEXTS, seed
     return [list(row) for row in distinct]
 
 
-def calibrate_int8(model, calibration_ids, *, pad_id, threads=None, streams=None):
+def calibrate_int8(model, calibration_ids, *, pad_id, threads=None, streams=None, progress=False):
     """Build a static int8 encoder from a float32 encoder and calibration token ids.
 
     Parameters
@@ -206,6 +207,9 @@ def calibrate_int8(model, calibration_ids, *, pad_id, threads=None, streams=None
     streams : int, default=None
         Concurrent inference streams a batch is split across; None means 2 when there
         are at least 2 threads, else 1.
+    progress : bool, default=False
+        Show NNCF's calibration progress bars, on stderr. False shows nothing: NNCF
+        draws them on stdout otherwise, where they would mix with a program's output.
 
     Returns
     -------
@@ -257,12 +261,13 @@ def calibrate_int8(model, calibration_ids, *, pad_id, threads=None, streams=None
     previous_level = nncf.common.logging.nncf_logger.level
     nncf.set_log_level(logging.ERROR)
     try:
-        quantized = nncf.quantize(
-            float_model,
-            dataset,
-            model_type=nncf.ModelType.TRANSFORMER,
-            subset_size=len(selected),
-        )
+        with _nncf_progress_bars(shown=progress):
+            quantized = nncf.quantize(
+                float_model,
+                dataset,
+                model_type=nncf.ModelType.TRANSFORMER,
+                subset_size=len(selected),
+            )
     finally:
         nncf.set_log_level(previous_level)
     xml, weights = _serialize(quantized)
@@ -280,6 +285,26 @@ def calibrate_int8(model, calibration_ids, *, pad_id, threads=None, streams=None
         "nncf_version": nncf.__version__,
     }
     return StaticInt8Encoder(xml, weights, meta, threads=threads, streams=streams)
+
+
+@contextmanager
+def _nncf_progress_bars(*, shown):
+    """NNCF's progress bars on stderr when ``shown``, else nowhere.
+
+    NNCF draws them with rich's process-wide console, which writes to stdout: a
+    ``sklearn-albert info --json`` or any program piping its stdout would get them mixed
+    into its output. The console's own ``quiet`` and ``stderr`` switches redirect rich's
+    output alone (swapping ``sys.stdout`` would also swallow other threads' prints).
+    """
+    from rich import get_console
+
+    console = get_console()
+    previous = console.quiet, console.stderr
+    console.quiet, console.stderr = not shown, True
+    try:
+        yield
+    finally:
+        console.quiet, console.stderr = previous
 
 
 def _make_traced_encoder_class():
