@@ -121,10 +121,8 @@ def test_the_command_lines_default_model_fails_fast_in_one_line(tmp_path, unreac
     assert f"could not connect to the Hugging Face hub at {unreachable_endpoint}" in lines[0]
 
 
-def test_a_cached_checkpoint_loads_from_the_cache_once_offline_is_set_at_run_time(
-    tmp_path, tiny_albert_path, unreachable_endpoint
-):
-    """HF_HUB_OFFLINE set after huggingface_hub was imported: the cached files, at once."""
+def cache_tiny_albert_as_a_hub_download(tmp_path, tiny_albert_path):
+    """Lay the tiny ALBERT out in the Hugging Face cache as ``someorg/tiny-albert``."""
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "hf-home" / "hub" / "models--someorg--tiny-albert"
     snapshot = repo / "snapshots" / commit
@@ -134,19 +132,52 @@ def test_a_cached_checkpoint_loads_from_the_cache_once_offline_is_set_at_run_tim
             (snapshot / file.name).write_bytes(file.read_bytes())
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
+    return "someorg/tiny-albert"
+
+
+def test_a_cached_checkpoint_loads_from_the_cache_once_a_probe_found_the_hub_unreachable(
+    tmp_path, tiny_albert_path, unreachable_endpoint
+):
+    cached = cache_tiny_albert_as_a_hub_download(tmp_path, tiny_albert_path)
     code = (
-        "import os\n"
         "from sklearn_albert import AlbertVectorizer\n"
-        "os.environ['HF_HUB_OFFLINE'] = '1'\n"
-        "vectorizer = AlbertVectorizer('someorg/tiny-albert', dtype='float32').fit(['x'])\n"
+        "try:\n"
+        "    AlbertVectorizer('albert-base-v2').fit([])\n"
+        "except OSError as error:\n"
+        "    print('refused:', str(error).splitlines()[0])\n"
+        f"vectorizer = AlbertVectorizer({cached!r}, dtype='float32').fit(['x'])\n"
         "print('loaded', vectorizer.transform(['a film']).shape)\n"
     )
 
     completed = run_python(["-c", code], tmp_path, unreachable_endpoint)
 
     assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "refused: Could not load model_name_or_path='albert-base-v2'" in completed.stdout
     assert "loaded (1, 32)" in completed.stdout
     assert "Retry" not in completed.stderr
+
+
+def test_a_cached_checkpoint_under_offline_set_at_run_time_never_contacts_the_hub(
+    tmp_path, tiny_albert_path
+):
+    """HF_HUB_OFFLINE set after huggingface_hub was imported: no probe, no request."""
+    cached = cache_tiny_albert_as_a_hub_download(tmp_path, tiny_albert_path)
+    code = (
+        "import os\n"
+        "from sklearn_albert import AlbertVectorizer\n"
+        "os.environ['HF_HUB_OFFLINE'] = '1'\n"
+        f"vectorizer = AlbertVectorizer({cached!r}, dtype='float32').fit(['x'])\n"
+        "print('loaded', vectorizer.transform(['a film']).shape)\n"
+    )
+    counter = ConnectionCounter()
+    try:
+        completed = run_python(["-c", code], tmp_path, counter.endpoint)
+    finally:
+        counter.close()
+
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "loaded (1, 32)" in completed.stdout
+    assert counter.connections == 0
 
 
 class ConnectionCounter:
