@@ -19,6 +19,14 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
 
+#: Advice in the library's warnings, as a command-line user acts on it.
+API_ADVICE_AS_FLAGS = {
+    "find_truncated(X) tells which; long_text='chunk' encodes them whole.": (
+        "--long-text chunk encodes them whole."
+    ),
+    "long_text='chunk'": "--long-text chunk",
+}
+
 logger = logging.getLogger("sklearn_albert")
 
 
@@ -117,6 +125,7 @@ def build_parser():
         default=None,
         help="tokens per text (default: the model's limit)",
     )
+    _add_long_text_options(embed)
     embed.add_argument("--normalize", action="store_true", help="scale each vector to unit length")
     embed.add_argument(
         "--chunk-size",
@@ -158,6 +167,7 @@ def build_parser():
         default=64,
         help="texts for the speed estimate; 0 skips it (default: 64)",
     )
+    _add_long_text_options(info)
     info.add_argument("--json", action="store_true", help="print JSON")
     _add_verbose_option(info)
     info.set_defaults(run=run_info)
@@ -173,6 +183,42 @@ def _add_verbose_option(parser):
         default=argparse.SUPPRESS,
         help="log what happens (stderr)",
     )
+
+
+def _add_long_text_options(parser):
+    from ._long_texts import CHUNK_AGGREGATIONS
+
+    parser.add_argument(
+        "--long-text",
+        choices=("truncate", "chunk"),
+        default="truncate",
+        help="texts longer than the model's limit: truncate keeps their first tokens (and "
+        "warns how many were cut); chunk encodes them whole, as overlapping windows merged "
+        "into one vector (default: truncate)",
+    )
+    parser.add_argument(
+        "--stride",
+        type=_non_negative_int,
+        default=None,
+        help="with --long-text chunk: tokens shared by consecutive windows (default: 32)",
+    )
+    parser.add_argument(
+        "--chunk-aggregation",
+        choices=CHUNK_AGGREGATIONS,
+        default=None,
+        help="with --long-text chunk: how the windows' vectors merge: their mean, "
+        "element-wise max, or mean weighted by window length (default: mean)",
+    )
+
+
+def _long_text_params(args):
+    """The vectorizer parameters for long texts; --stride and co. only with chunk."""
+    chunk_options = {"stride": args.stride, "chunk_aggregation": args.chunk_aggregation}
+    given = {name: value for name, value in chunk_options.items() if value is not None}
+    if args.long_text != "chunk" and given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(f"{flags} applies only with --long-text chunk")
+    return {"long_text": args.long_text, **given}
 
 
 def _add_cluster_options(parser):
@@ -374,6 +420,7 @@ def _vectorizer(args, **params):
         dtype=args.dtype,
         local_files_only=args.offline,
         embedding_cache=None,
+        **_long_text_params(args),
         **params,
     )
     return vectorizer.fit([])
@@ -465,6 +512,8 @@ def _warnings_as_lines():
 
     def show(message, category, filename, lineno, file=None, line=None):
         text = " ".join(str(message).split())
+        for api, flag in API_ADVICE_AS_FLAGS.items():
+            text = text.replace(api, flag)
         print(f"{PROG}: warning: {text}", file=sys.stderr)
 
     with warnings.catch_warnings():

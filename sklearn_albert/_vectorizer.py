@@ -26,6 +26,7 @@ from ._long_texts import CHUNK_AGGREGATIONS
 from ._persistence import EncoderPersistence
 from ._pooling import POOLING_NAMES, features_from
 from ._settings import resolve_settings, validated_embedding_cache
+from ._unknown_tokens import UnknownTokenTally
 from ._validation import input_name, validate_texts
 
 #: Distinct texts looked up in the cache and turned into features at a time (bounds memory).
@@ -329,7 +330,9 @@ class AlbertVectorizer(
         from ._engine import token_counts
 
         # Distinct texts, as fit_transform (which encodes each distinct text once) counts.
-        counts = token_counts(self._loaded, list(dict.fromkeys(texts)))
+        unknown = UnknownTokenTally(self._loaded.tokenizer)
+        counts = token_counts(self._loaded, list(dict.fromkeys(texts)), tally=unknown)
+        unknown.warn_if_mostly_unknown(stacklevel=3)
         cropped = counts > self.settings_.max_length
         self.n_truncated_ = int(cropped.sum()) if self.settings_.long_text == "truncate" else 0
         return self
@@ -352,7 +355,9 @@ class AlbertVectorizer(
         name = input_name(X)
         texts = validate_texts(X)
         self._fit(texts, name)
-        features, n_truncated = self._embed(texts)
+        unknown = UnknownTokenTally(self._loaded.tokenizer)
+        features, n_truncated = self._embed(texts, tally=unknown)
+        unknown.warn_if_mostly_unknown(stacklevel=4)
         self.n_truncated_ = n_truncated
         return features
 
@@ -581,7 +586,7 @@ class AlbertVectorizer(
             return settings
         return replace(settings, batch_size=int(self.batch_size), max_tokens=max_tokens)
 
-    def _embed(self, texts):
+    def _embed(self, texts, tally=None):
         """Features for ``texts`` and how many distinct ones were truncated.
 
         Each distinct text is looked up in the embedding cache or encoded once; the
@@ -589,6 +594,7 @@ class AlbertVectorizer(
         text; for the misses, enter ``writing(namespace)`` (exclusive across processes for
         a disk cache), ``lookup`` them again (another process may have written them
         meanwhile), encode what is still missing and ``store`` each finished batch.
+        ``tally`` counts the unknown tokens of the texts encoded (not those cached).
         """
         settings = self._transform_settings()
         position_of = {}
@@ -603,7 +609,7 @@ class AlbertVectorizer(
         todo = np.arange(len(unique))
         n_truncated = 0
         if cache is None:
-            n_truncated += self._encode(features, unique, todo, None, settings)
+            n_truncated += self._encode(features, unique, todo, None, settings, tally)
         else:
             store = (cache, self._cache_namespace(settings))
             todo, n_truncated = self._fill_from_cache(features, unique, todo, store, settings)
@@ -611,7 +617,7 @@ class AlbertVectorizer(
                 with cache.writing(store[1]):
                     todo, n_found = self._fill_from_cache(features, unique, todo, store, settings)
                     n_truncated += n_found
-                    n_truncated += self._encode(features, unique, todo, store, settings)
+                    n_truncated += self._encode(features, unique, todo, store, settings, tally)
         _warn_truncated(n_truncated, len(unique), settings.max_length)
         if settings.normalize:
             norms = np.linalg.norm(features, axis=1, keepdims=True)
@@ -661,7 +667,7 @@ class AlbertVectorizer(
             n_truncated += int(encodings.truncated.sum())
         return (np.concatenate(missing) if missing else rows[:0]), n_truncated
 
-    def _encode(self, features, unique, rows, store, settings):
+    def _encode(self, features, unique, rows, store, settings, tally=None):
         """Run the engine on the texts ``unique[rows]``; write their features, cache them.
 
         ``store`` is the pair (cache, namespace), or None for no cache.
@@ -687,6 +693,7 @@ class AlbertVectorizer(
                 settings,
                 progress=progress,
                 round_to="float16" if cache is not None and storage_dtype == "float16" else None,
+                tally=tally,
             ):
                 features[rows[indices]] = features_from(encodings, settings)
                 n_truncated += int(encodings.truncated.sum())

@@ -157,3 +157,53 @@ def test_readme_demo_command_on_the_builtin_set_meets_the_accuracy_target(tmp_pa
 def _line_of(out, text):
     (line,) = [line for line in out.splitlines() if f"<- {text}" in line]
     return line
+
+
+def _demo_through_the_command_line(arguments, cwd):
+    """``python -m sklearn_albert demo ...`` in a fresh process, away from any SST-2 copy."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    environment = {
+        name: value for name, value in os.environ.items() if name != "SKLEARN_ALBERT_SHARED"
+    }
+    root = Path(__file__).parents[1]
+    environment["PYTHONPATH"] = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", "sklearn_albert", "demo", *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_demo_help_states_every_default_and_how_to_point_at_the_data(tmp_path):
+    completed = _demo_through_the_command_line(["--help"], tmp_path)
+
+    assert completed.returncode == 0, completed.stderr
+    help_text = " ".join(completed.stdout.split())
+    assert "see above" not in help_text
+    assert "(default: albert-base-v2 when it is in the local Hugging Face cache, else" in (
+        help_text
+    )
+    assert "--data-dir FOLDER folder holding SST-2 as GLUE distributes it" in help_text
+    assert "(default: 2000)" in help_text
+    assert "(default: sklearn_albert_demo.joblib)" in help_text
+    assert "../shared" not in help_text and "SKLEARN_ALBERT_SHARED" not in help_text
+
+
+def test_a_missing_sst2_says_what_to_pass_not_where_the_project_keeps_it(tmp_path):
+    completed = _demo_through_the_command_line(["--data", "sst2"], tmp_path)
+
+    assert completed.returncode == 2
+    error = completed.stderr.strip().splitlines()[-1]
+    assert error == (
+        "sklearn-albert demo: error: --data sst2: no SST-2 train.tsv found. The demo reads "
+        "the SST-2 sentiment set as GLUE distributes it (a folder holding train.tsv and "
+        "glue_dev.tsv): pass that folder with --data-dir FOLDER, or use --data builtin for "
+        "the built-in reviews"
+    )

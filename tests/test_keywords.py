@@ -160,3 +160,20 @@ def test_a_pickled_extractor_gives_the_same_keywords(extractor):
     assert type(restored) is AlbertKeywordExtractor
     assert restored.get_params() == extractor.get_params()
     assert restored.extract_keywords(DOCS) == expected
+
+
+def test_top_n_is_keyberts_name_for_top_k(extractor):
+    by_top_n = extractor.extract_keywords(DOCS[:2], top_n=1)
+    assert [len(row) for row in by_top_n] == [1, 1]
+    assert by_top_n == extractor.extract_keywords(DOCS[:2], top_k=1)
+    assert extractor.extract_keywords(DOCS[:2], top_k=2, top_n=2) == extractor.extract_keywords(
+        DOCS[:2], top_k=2
+    )
+
+
+def test_top_k_and_top_n_that_differ_are_refused(extractor):
+    message = (
+        "Got top_k=2 and top_n=3: top_n is another name for top_k (KeyBERT's). Pass one of them."
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        extractor.extract_keywords(DOCS[:1], top_k=2, top_n=3)
