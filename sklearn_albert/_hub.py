@@ -9,11 +9,12 @@ is not in the local cache, probes the hub once with a short TCP connection (to t
 endpoint ``HF_ENDPOINT`` names, or to the HTTPS proxy that would carry the request). The
 verdict is remembered, so that the probe costs a process one connection.
 
-A checkpoint whose files are local (a folder, ``local_files_only=True``, or a hub id in
-the Hugging Face cache) is never probed for: its load goes on as before. Where the hub is
-already known to be out of reach (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` set, even
-after ``huggingface_hub`` was imported, or an earlier probe in this process), a cached
-checkpoint is read from the cache without asking the hub.
+A checkpoint whose files are local (a folder or ``local_files_only=True``) is never
+probed for: its load goes on as before. A hub id in the Hugging Face cache is probed too
+(one connection per process): where the hub is out of reach (the probe failed, or
+``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set, even after ``huggingface_hub`` was
+imported), it is read from the cache without asking the hub, instead of after
+``huggingface_hub``'s minutes of retries.
 """
 
 import os
@@ -68,8 +69,9 @@ def check_source(source, *, revision=None, cache_dir=None, local_files_only=Fals
         return local_files_only, None  # huggingface_hub refuses it at once, with its reason
     reason = offline_variable()
     if reason is None:
-        # Never probe for a cached checkpoint, but use what an earlier probe found.
-        reason = remembered_verdict() if cached else hub_unreachable_reason()
+        # A cached checkpoint is probed too: without a verdict, huggingface_hub would spend
+        # minutes retrying its revision check before falling back on the cache (146 s here).
+        reason = hub_unreachable_reason()
     if reason is None:
         return False, None
     if cached:
@@ -140,14 +142,6 @@ def hub_unreachable_reason():
     with _verdicts_lock:
         _verdicts[target] = (reason, time.monotonic())
     return reason
-
-
-def remembered_verdict():
-    """What an earlier probe found about the hub (None when reachable or never probed)."""
-    target, _ = _probe_target()
-    with _verdicts_lock:
-        known = _fresh(_verdicts.get(target))
-    return None if known is None else known[0]
 
 
 def forget_verdicts():

@@ -157,6 +157,25 @@ def test_a_cached_checkpoint_loads_from_the_cache_once_a_probe_found_the_hub_unr
     assert "Retry" not in completed.stderr
 
 
+def test_a_cached_checkpoint_loaded_first_thing_offline_reads_the_cache_without_retries(
+    tmp_path, tiny_albert_path, unreachable_endpoint
+):
+    # No earlier probe and no offline variable: the load itself probes, finds the hub out of
+    # reach and reads the cache, instead of sitting in huggingface_hub's retries (146 s).
+    cached = cache_tiny_albert_as_a_hub_download(tmp_path, tiny_albert_path)
+    code = (
+        "from sklearn_albert import AlbertVectorizer\n"
+        f"vectorizer = AlbertVectorizer({cached!r}, dtype='float32').fit(['x'])\n"
+        "print('loaded', vectorizer.transform(['a film']).shape)\n"
+    )
+
+    completed = run_python(["-c", code], tmp_path, unreachable_endpoint)
+
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "loaded (1, 32)" in completed.stdout
+    assert "Retry" not in completed.stderr
+
+
 def test_a_cached_checkpoint_under_offline_set_at_run_time_never_contacts_the_hub(
     tmp_path, tiny_albert_path
 ):
