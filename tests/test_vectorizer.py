@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from _tiny_model import generated_sentences, mean_pooling_sentence_transformer
+from conftest import best_candidate, texts_labelled_by_their_last_word
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -252,10 +253,15 @@ def test_grid_search_over_vectorizer_options_encodes_each_text_once(vectorizer):
 
 @pytest.mark.filterwarnings("ignore:.*were truncated")
 def test_grid_search_over_max_length(vectorizer):
-    texts, labels = _labelled()
+    texts, labels = texts_labelled_by_their_last_word(40)
     pipe = Pipeline([("vect", vectorizer), ("clf", LogisticRegression(max_iter=500))])
-    search = GridSearchCV(pipe, {"vect__max_length": [8, None]}, cv=3).fit(texts, labels)
-    assert search.best_params_["vect__max_length"] in (8, None)
+    grid = {"vect__max_length": [8, None]}
+    search = GridSearchCV(pipe, grid, cv=3).fit(texts, labels)
+    # Each candidate scored on its own, without a cache its encodings could come from.
+    uncached = clone(pipe).set_params(vect__embedding_cache=None)
+    best_params, best_score = best_candidate(uncached, grid, texts, labels, cv=3)
+    assert search.best_params_ == best_params
+    assert search.best_score_ == pytest.approx(best_score, abs=1e-12)
 
 
 # ---------------------------------------------------------------- caching
