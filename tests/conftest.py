@@ -175,3 +175,41 @@ def check_feature_names_out(fitted, X):
     assert len(names) == fitted.transform(X).shape[1] == fitted.n_features_out_
     assert all(isinstance(name, str) for name in names)
     assert len(set(names)) == len(names)
+
+
+def texts_labelled_by_their_last_word(n, seed=7):
+    """``n`` texts of ten words or more and their labels: 1 if the last word is "good", 0 if "bad".
+
+    Grid-search candidates score apart on them: one that truncates them to 8 tokens cannot
+    see the label (about 0.47 accuracy in 3 folds), one that reads them whole can (0.67).
+    """
+    from _tiny_model import generated_sentences
+
+    long = [text for text in generated_sentences(20 * n, seed=seed) if len(text.split()) >= 9]
+    labels = [i % 2 for i in range(n)]
+    texts = [f"{text} {'good' if label else 'bad'}" for text, label in zip(long, labels)]
+    return texts, labels
+
+
+def best_candidate(estimator, grid, X, y, cv):
+    """What GridSearchCV should find, from each candidate scored on its own.
+
+    Each candidate is a clone of ``estimator`` with its parameters, scored by
+    ``cross_val_score`` on the folds ``cv`` gives (GridSearchCV's own folds for the same
+    ``cv``); as in GridSearchCV, the first candidate of ``ParameterGrid(grid)`` with the
+    highest mean score wins.
+
+    Returns
+    -------
+    best_params : dict
+    best_score : float
+        Its mean cross-validated score.
+    """
+    from sklearn.model_selection import ParameterGrid, cross_val_score
+
+    best_params, best_score = None, None
+    for params in ParameterGrid(grid):
+        score = cross_val_score(clone(estimator).set_params(**params), X, y, cv=cv).mean()
+        if best_score is None or score > best_score:
+            best_params, best_score = params, score
+    return best_params, best_score

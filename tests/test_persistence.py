@@ -10,7 +10,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-from conftest import pretend_fitted_on
+from conftest import best_candidate, pretend_fitted_on, texts_labelled_by_their_last_word
 from sklearn.base import clone
 
 from sklearn_albert import AlbertVectorizer, skops_trusted_types
@@ -311,9 +311,14 @@ def test_a_self_contained_pickle_clones_and_refits_after_the_checkpoint_is_gone(
     restored = pickle.loads(payload)
     refitted = clone(restored.named_steps["vect"]).fit(TEXTS)
     np.testing.assert_allclose(refitted.transform(TEXTS), expected, atol=1e-6)
-    search = GridSearchCV(restored, {"vect__pooling": ["mean", "max"]}, cv=2)
-    search.fit(TEXTS * 2, [0, 1] * 4)  # GridSearchCV clones the restored pipeline
-    assert search.best_params_["vect__pooling"] in ("mean", "max")
+    grid = {"vect__pooling": ["mean", "max"]}
+    texts, labels = texts_labelled_by_their_last_word(40)  # mean and max score apart on them
+    search = GridSearchCV(restored, grid, cv=3).fit(texts, labels)  # clones what was restored
+    # Each candidate scored on its own, without a cache its encodings could come from.
+    uncached = clone(restored).set_params(vect__embedding_cache=None)
+    best_params, best_score = best_candidate(uncached, grid, texts, labels, cv=3)
+    assert search.best_params_ == best_params
+    assert search.best_score_ == pytest.approx(best_score, abs=1e-12)
 
 
 @pytest.mark.parametrize("estimator", ["vectorizer", "pipeline"])

@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _tiny_model import generated_sentences
 from sklearn.base import clone
 
-from sklearn_albert import clear_cache
+import sklearn_albert._engine as engine
+from sklearn_albert import cache_info, clear_cache
 from sklearn_albert._validation import STRING_INPUT_ERROR
 
 TEXTS = [
@@ -147,24 +149,87 @@ def test_generators_iterators_and_numpy_arrays_give_the_list_result(fitted):
 
 # ---------------------------------------------------------------------- threads
 
+N_THREADS, ROUNDS, OWN_TEXTS = 8, 3, 5
+SHARED_TEXTS = TEXTS[:4]
 
-@pytest.mark.parametrize("cache", [None, "memory"])
-def test_transform_is_thread_safe(fitted, cache):
-    fitted.set_params(embedding_cache=cache)
-    texts = TEXTS[:8]
-    serial = fitted.transform(texts)
-    start = threading.Barrier(8)
 
-    def fifty_transforms(_):
+def texts_of_each_thread():
+    """Per (thread, round): texts no other thread asks for, then texts every thread asks for.
+
+    Each thread's own texts are misses wherever the cache is, so every thread encodes; the
+    shared ones are asked for by all threads at once.
+    """
+    pool = list(dict.fromkeys(t for t in generated_sentences(600, seed=40) if t not in TEXTS))
+    keys = [(thread, round_) for thread in range(N_THREADS) for round_ in range(ROUNDS)]
+    assert len(pool) >= len(keys) * OWN_TEXTS
+    return {
+        key: pool[i * OWN_TEXTS : (i + 1) * OWN_TEXTS] + SHARED_TEXTS for i, key in enumerate(keys)
+    }
+
+
+def recording_encodes(monkeypatch):
+    """Wrap the engine's encode loop: which thread encoded which texts, and how many at once."""
+    real_encode = engine.encode_summaries
+    lock = threading.Lock()
+    record = {"running": 0, "most_at_once": 0, "encoded_by": {}}
+
+    def encode_summaries(loaded, runner, texts, settings, **kwargs):
+        with lock:
+            record["running"] += 1
+            record["most_at_once"] = max(record["most_at_once"], record["running"])
+            for text in texts:
+                record["encoded_by"].setdefault(text, set()).add(threading.get_ident())
+        try:
+            yield from real_encode(loaded, runner, texts, settings, **kwargs)
+        finally:
+            with lock:
+                record["running"] -= 1
+
+    monkeypatch.setattr(engine, "encode_summaries", encode_summaries)
+    return record
+
+
+@pytest.mark.parametrize("cache", [None, "memory", "folder"])
+def test_transform_is_thread_safe(fitted, cache, tmp_path, monkeypatch):
+    work = texts_of_each_thread()
+    serial = clone(fitted).fit([])  # another estimator, no cache, one call after another
+    expected = {key: serial.transform(texts) for key, texts in work.items()}
+    # Without a cache a thread encodes the texts in the batches the serial run did: the same
+    # bits. With one, a text another thread encoded first comes back as encoded there, among
+    # other neighbours: equal to float32 round-off (1.2e-7 at most, measured; the 1e-6 of
+    # test_outputs_are_deterministic_across_calls_and_reloads).
+    atol = 0 if cache is None else 1e-6
+    fitted.set_params(embedding_cache=str(tmp_path) if cache == "folder" else cache)
+    record = recording_encodes(monkeypatch)
+    start = threading.Barrier(N_THREADS)
+
+    def rounds(thread):
         start.wait()
-        return [fitted.transform(texts) for _ in range(50)]
+        results = {(thread, r): fitted.transform(work[thread, r]) for r in range(ROUNDS)}
+        return threading.get_ident(), results
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = [result for batch in pool.map(fifty_transforms, range(8)) for result in batch]
+    with ThreadPoolExecutor(max_workers=N_THREADS) as pool:
+        done = list(pool.map(rounds, range(N_THREADS)))
 
-    assert len(results) == 400
-    for result in results:
-        np.testing.assert_array_equal(result, serial)
+    results = {key: result for _, of_thread in done for key, result in of_thread.items()}
+    for ident, of_thread in done:
+        for key, result in of_thread.items():
+            np.testing.assert_allclose(result, expected[key], rtol=0, atol=atol)
+            # The thread encoded its own texts itself (no other thread asked for them).
+            assert all(record["encoded_by"][text] == {ident} for text in work[key][:OWN_TEXTS])
+    assert record["most_at_once"] >= 2  # transforms did encode side by side
+    if cache is None:
+        return
+    info = cache_info(tmp_path if cache == "folder" else "memory")
+    n_own, n_shared = N_THREADS * ROUNDS * OWN_TEXTS, len(SHARED_TEXTS)
+    assert info["hits"] + info["misses"] == N_THREADS * ROUNDS * (OWN_TEXTS + n_shared)
+    # Each own text missed once; a shared text in one thread or more (threads that asked
+    # for it at once may each have encoded it).
+    assert n_own + n_shared <= info["misses"] <= n_own + N_THREADS * n_shared
+    assert info["entries"] == n_own + n_shared
+    # What each thread stored reads back exactly as that thread computed it (float32 kept).
+    for key, texts in work.items():
+        np.testing.assert_array_equal(fitted.transform(texts)[:OWN_TEXTS], results[key][:OWN_TEXTS])
 
 
 # ---------------------------------------------------------------------- failures

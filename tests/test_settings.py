@@ -28,7 +28,11 @@ def test_parameters_changed_after_fit_apply_from_the_next_fit(vectorizer):
     with pytest.raises(InvalidParameterError, match="Got stride=1000000"):
         fitted.fit(TEXTS)  # validated where it is applied
     refitted = fitted.set_params(stride=4).fit(TEXTS)
-    assert refitted.transform(TEXTS).shape == (len(TEXTS), 2 * refitted.hidden_size_)
+    features = refitted.transform(TEXTS)
+    assert features.shape == (len(TEXTS), 2 * refitted.hidden_size_)
+    # Nothing of the first fit lingers: the same as an estimator built with these parameters.
+    np.testing.assert_array_equal(features, clone(refitted).fit(TEXTS).transform(TEXTS))
+    assert not np.allclose(features[:, : refitted.hidden_size_], expected)  # layers did change
 
 
 def test_batch_budgets_pace_the_work_and_apply_at_once(vectorizer):

