@@ -143,6 +143,17 @@ def _read_count(folder):
     return int(text) if text.isdigit() else 0
 
 
+def _open_data_file(folder, name):
+    """``name`` opened to read and write, or only to read where writing is refused."""
+    try:
+        return folder.open(name, os.O_RDWR, create=True)
+    except OSError as error:
+        if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        # a read-only copy, or a folder others write: this process can still read it
+        return folder.open(name, os.O_RDONLY)
+
+
 class _Namespace:
     """This process's view of one namespace's files: their index, read incrementally.
 
@@ -205,15 +216,12 @@ class _Namespace:
         except FileNotFoundError:
             return False
         layout, block_rows = parse_meta(raw, self.where)
+        index_fd = _open_data_file(folder, "index.bin")
         try:
-            index_fd = folder.open("index.bin", os.O_RDWR, create=True)
-            data_fd = folder.open("data.bin", os.O_RDWR, create=True)
-        except OSError as error:
-            if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise
-            # a folder others write, or a read-only copy: this process only reads it
-            index_fd = folder.open("index.bin", os.O_RDONLY)
-            data_fd = folder.open("data.bin", os.O_RDONLY)
+            data_fd = _open_data_file(folder, "data.bin")
+        except OSError:
+            os.close(index_fd)
+            raise
         self.index_fd, self.data_fd = index_fd, data_fd
         self.layout, self.block_rows = layout, block_rows
         self.record = record_dtype(layout.n_columns)
@@ -223,10 +231,11 @@ class _Namespace:
     def refresh(self, *, settled=False):
         """Read the index records appended since the last call; call with ``mutex`` held.
 
-        A record whose checksum fails is either torn (damage) or still being written by
-        another process: a reader stops before it and tries again next time, and treats it
-        as damage when it fails twice. With ``settled`` (the caller holds the lock file, so
-        nobody is writing) it is damage at once.
+        A record whose checksum fails is damage (skipped), unless it and every record after
+        it fail: those may still be being written by another process, so a reader stops
+        before them and tries again next time, and treats them as damage when they fail
+        twice. With ``settled`` (the caller holds the lock file, so nobody is writing) they
+        are damage at once.
 
         Returns
         -------
@@ -255,7 +264,9 @@ class _Namespace:
         if not valid.all():
             first_bad = int(np.argmin(valid))
             slot = self.n_read + first_bad
-            if not settled and self.suspect != slot:
+            # A record still being written is in the tail: a valid one after it means damage.
+            in_tail = not valid[first_bad:].any()
+            if not settled and in_tail and self.suspect != slot:
                 self.suspect = slot  # maybe being written now: read up to it, retry later
                 records, slots, valid = records[:first_bad], slots[:first_bad], valid[:first_bad]
                 n_complete = slot
