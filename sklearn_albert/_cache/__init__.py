@@ -43,10 +43,27 @@ state), so a candidate reads only the layers it asks for.
 
 ``embedding_cache="path/to/folder"`` is a store on disk that processes share, such as the
 joblib workers of ``GridSearchCV(n_jobs=2)``: per namespace a data file in the same columnar
-layout, an append-only index of text digests, and a lock file. Writers hold an exclusive
-``fcntl`` lock while they look up again, encode what is still missing and append it, so two
-workers never encode the same text twice. Readers never block: a text is visible once its
-index record is written, after its vectors.
+layout, an append-only index of text digests, and a lock file (format version 2). The one
+writer holds an exclusive ``fcntl`` lock while it looks up again, encodes what is still
+missing and appends it, so two workers never encode the same text twice. Lookups never take
+it: a text is visible once its index record is written, after its vectors.
+
+Trust, threads, files
+---------------------
+A cache may cost recomputation, never a wrong vector or a failed transform
+(``_integrity.py``): writes are checked for every byte, each stored vector carries a
+checksum that reads verify, and damage or an I/O error (a full disk, a file size limit, a
+read-only folder, a planted link) drops what it concerns, warns once per namespace and fault
+(:class:`EmbeddingCacheWarning`) and lets the texts be encoded again. Per namespace, one
+thread of a process writes at a time (the others wait, then find its texts); lookups wait
+for neither threads nor processes. The folder store opens what it creates without following
+links, relative to its parent folder's descriptor, folders 0700 and files 0600
+(``_nofollow.py``).
+
+Pages: ``_layout.py`` (rows, float16 rounding), ``_integrity.py`` (checksums, verified
+reads and writes, stepping aside), ``_base.py`` (counts, the writing protocol),
+``_memory.py`` (RAM and spill file), ``_folder.py`` (the folder store and its lock),
+``_nofollow.py`` (opening without following links); this page the process-wide state.
 
 Entries live under a *namespace* that the caller computes: a hash of the model's content
 fingerprint and of every setting that changes the forward pass. Nothing else needs
