@@ -638,7 +638,7 @@ class AlbertVectorizer(
         """Run the engine on the texts ``unique[rows]``; write their features, cache them.
 
         With a cache, features are built from the vectors as the cache keeps them
-        (float16 for reduced precision, see ``_cache.py``; the engine rounds them where it
+        (float16 for reduced precision, see ``_cache/``; the engine rounds them where it
         encodes), so a transform's output never depends on what the cache held.
         """
         if not len(rows):

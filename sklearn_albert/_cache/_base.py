@@ -73,3 +73,4 @@ class CacheBase:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._writers = {}
+        self.step_aside.after_fork()

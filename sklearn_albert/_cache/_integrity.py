@@ -70,8 +70,8 @@ def _mix(values):
         return values ^ (values >> np.uint64(31))
 
 
+# Filled on first use per row width; two threads computing the same entry store equal arrays.
 _MULTIPLIERS = {}
-_MULTIPLIERS_LOCK = threading.Lock()
 
 
 def _multipliers(n_words):
@@ -80,9 +80,7 @@ def _multipliers(n_words):
     if multipliers is None:
         positions = np.arange(n_words, dtype=np.uint64)
         high = _mix(positions + np.uint64(1)) & np.uint64(0xFFFFFFFF00000000)
-        multipliers = high | (np.uint64(2) * positions + np.uint64(1))
-        with _MULTIPLIERS_LOCK:
-            _MULTIPLIERS[n_words] = multipliers
+        multipliers = _MULTIPLIERS[n_words] = high | (np.uint64(2) * positions + np.uint64(1))
     return multipliers
 
 
@@ -248,3 +246,7 @@ class StepAside:
     def reset(self):
         with self._lock:
             self._warned.clear()
+
+    def after_fork(self):
+        """In a forked child: the parent's threads hold nothing here."""
+        self._lock = threading.Lock()
