@@ -70,12 +70,10 @@ class Folder:
                 pass
         path = os.path.join(self.path, name)
         if self.fd is None:
+            if not os.path.lexists(path):
+                raise FileNotFoundError(errno.ENOENT, "no such folder", path)
             if os.path.islink(path) or not os.path.isdir(path):
-                raise (
-                    OSError(errno.ELOOP, "not a folder", path)
-                    if os.path.lexists(path)
-                    else FileNotFoundError(errno.ENOENT, "no such folder", path)
-                )
+                raise OSError(errno.ELOOP, "not a folder", path)
             return Folder(path, None)
         fd = os.open(where, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, **at)
         return Folder(path, fd)
