@@ -376,9 +376,10 @@ def test_a_pure_hit_does_not_wait_for_the_lock_a_writer_waits_on(tmp_path):
 
 
 def test_a_failing_spill_file_forgets_blocks_and_the_cache_recovers(tmp_path):
-    # 8 texts of 13 float32 columns of 8 values per block: 3,328 bytes (and 22 kB of index
-    # for 200 texts, so that 5 blocks stay in RAM). A file size limit
-    # of 5,000 bytes fits the first spilled block and cuts the second one short.
+    # 8 texts of 13 float32 columns of 8 values per block: 3,328 bytes; 200 texts add 22 kB
+    # of index and the spilled blocks 832 bytes of checksums each, so that a few blocks stay
+    # in RAM. A file size limit of 5,000 bytes fits the first spilled block and cuts the
+    # second one short.
     output = run_child(
         """
 import json, resource, signal, warnings
@@ -387,7 +388,7 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 from sklearn_albert._cache import MemoryCache
 texts = [f"p text {i}" for i in range(200)]
 expected = fake_encodings(texts)
-cache = MemoryCache(max_bytes=40_000, block_rows=8)
+cache = MemoryCache(max_bytes=60_000, block_rows=8)
 _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
 resource.setrlimit(resource.RLIMIT_FSIZE, (5_000, hard))
 with warnings.catch_warnings(record=True) as caught:
@@ -425,7 +426,7 @@ print(json.dumps({
 
 
 def test_a_damaged_spill_file_drops_the_block_and_warns_once():
-    cache = MemoryCache(max_bytes=40_000, block_rows=8)
+    cache = MemoryCache(max_bytes=60_000, block_rows=8)
     texts = texts_named("d", 200)
     cache.store("ns", texts, fake_encodings(texts), storage_dtype="float32")
     spill_fd = cache._spill.fd  # the unnamed file: reachable only through its descriptor
