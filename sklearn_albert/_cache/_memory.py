@@ -8,9 +8,10 @@ resident memory. Beyond the spill file's own bound, the least recently used are 
 
 RAM blocks need no checksums. A spilled block keeps the checksum of each of its vectors in
 RAM (8 bytes per vector, 1/192 of an ALBERT-base float16 block, outside ``max_bytes``: 32 MB
-for 100,000 spilled texts) and a read verifies those it reads; a short read or a mismatch forgets the block, warns once, and its texts are encoded
-again. A spill write that fails (a full or vanished temporary folder, a file size limit)
-forgets the block being written, so nothing half-written stays reachable.
+for 100,000 spilled texts) and a read verifies those it reads; a short read or a mismatch
+forgets the block, warns once, and its texts are encoded again. A spill write that fails (a
+full or vanished temporary folder, a file size limit) forgets the block being written, so
+nothing half-written stays reachable.
 """
 
 import shutil
