@@ -123,6 +123,7 @@ def main(argv=None):
             fresh = stores["folder"](round_)
             figures["folder_store_s"] = fill(fresh, texts)
             fresh.close()
+            shutil.rmtree(f"{root}/round{round_}")  # at most two folder stores at a time
             per_round.append(figures)
             print(json.dumps({k: round(v, 3) for k, v in figures.items()}), flush=True)
     finally:
