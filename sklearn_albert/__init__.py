@@ -3,7 +3,7 @@
 Importing this package is cheap: torch and transformers load when a model is first used.
 """
 
-from ._cache import cache_info, clear_embedding_cache, set_cache_limit
+from ._cache import EmbeddingCacheWarning, cache_info, clear_embedding_cache, set_cache_limit
 from ._classifier import AlbertClassifier
 from ._keywords import AlbertKeywordExtractor
 from ._persistence import skops_trusted_types
@@ -40,6 +40,7 @@ __all__ = [
     "AlbertClassifier",
     "AlbertKeywordExtractor",
     "AlbertVectorizer",
+    "EmbeddingCacheWarning",
     "Match",
     "StaticEmbeddings",
     "TokenEmbeddings",

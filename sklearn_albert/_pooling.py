@@ -5,7 +5,7 @@ Two halves live here, both pure (they never write into the arrays they are given
 * :func:`pool_hidden_states` runs on the device after each forward pass and reduces every
   hidden layer to its ``cls``, masked ``mean`` and masked ``max`` vectors at once. Keeping all
   three for all layers is what lets a grid search over ``pooling`` and ``layers`` reuse one
-  forward pass (see ``_cache.py``).
+  forward pass (see ``_cache/``).
 * :func:`combine_pooled` runs on numpy and builds the user's feature vector from those
   per-layer summaries: the chosen poolings, the chosen layers, averaged or concatenated.
 

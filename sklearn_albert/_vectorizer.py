@@ -673,7 +673,7 @@ class AlbertVectorizer(
         ``store`` is the pair (cache, namespace), or None for no cache.
 
         With a cache, features are built from the vectors as the cache keeps them
-        (float16 for reduced precision, see ``_cache.py``; the engine rounds them where it
+        (float16 for reduced precision, see ``_cache/``; the engine rounds them where it
         encodes), so a transform's output never depends on what the cache held.
         """
         if not len(rows):
