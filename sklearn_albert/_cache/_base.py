@@ -16,6 +16,9 @@ from ._integrity import StepAside
 class CacheBase:
     """Hit and miss counts, the per-namespace writer mutex, and the re-lookup rule."""
 
+    #: Whether threads of this process take turns inside ``writing`` (per namespace).
+    writers_take_turns = False
+
     def __init__(self):
         self._lock = threading.RLock()  # counts and the store's state; never held while waiting
         self._local = threading.local()
@@ -47,16 +50,18 @@ class CacheBase:
         """Held while the caller looks up again, encodes the misses and stores them.
 
         Inside it, :meth:`lookup` is a re-lookup of texts already counted as misses: a text
-        found then counts as a hit instead, one not found is not counted twice. Another
-        thread entering ``writing`` for the same namespace waits (then finds what this one
-        stored); lookups never wait.
+        found then counts as a hit instead, one not found is not counted twice. Where
+        ``writers_take_turns``, another thread entering ``writing`` for the same namespace
+        waits (then finds what this one stored); lookups never wait.
 
         Parameters
         ----------
         namespace : str
             The namespace the caller is about to write.
         """
-        with self._writer(namespace):  # taken without self._lock: lookups go on meanwhile
+        # Taken without self._lock: lookups go on meanwhile.
+        turn = self._writer(namespace) if self.writers_take_turns else contextlib.nullcontext()
+        with turn:
             self._local.writing = getattr(self._local, "writing", 0) + 1
             try:
                 with self._exclusive(namespace):

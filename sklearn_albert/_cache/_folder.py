@@ -304,6 +304,8 @@ class DiskCache(CacheBase):
         Where to keep it; entries go to ``folder/sklearn_albert_cache/<namespace hash>/``.
     """
 
+    writers_take_turns = True
+
     def __init__(self, folder):
         super().__init__()
         self.folder = os.fspath(folder)
