@@ -309,7 +309,9 @@ def _replace_atomically(folder, name, write, *, mode):
 def _write_error(error, what):
     """``error`` (a failed write) as one sentence that says what was being written."""
     reason = error.strerror or str(error)
-    message = f"{what}: {reason} (is the disk full, or the file size limited?)"
+    message = f"{what}: {reason}"
+    if error.errno in (None, errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        message += " (is the disk full, or the file size limited?)"
     return OSError(error.errno, message) if error.errno else OSError(message)
 
 

@@ -166,11 +166,11 @@ def test_a_damaged_chunk_is_recomputed_never_reused(
 
     err = capsys.readouterr().err
     assert status == 0, err
+    np.testing.assert_array_equal(np.load(work / "out.npy"), uninterrupted)
+    assert _snapshot(work.parent, skip=work) == before
+    assert not sidecar.exists()
     assert "Recomputing 1 of 5 chunks" in err and "chunk 1" in err
     assert "2 chunk(s) reused" in err
-    np.testing.assert_array_equal(np.load(work / "out.npy"), uninterrupted)
-    assert not sidecar.exists()
-    assert _snapshot(work.parent, skip=work) == before
 
 
 def test_a_sidecar_that_is_a_symlink_is_refused_and_left_alone(work, model_options, capsys):
@@ -202,9 +202,9 @@ def test_a_symlink_at_the_output_path_is_replaced_not_written_through(
     status = _cli.main(_argv(work / "texts.txt", work / "out.npy", model_options, "--overwrite"))
 
     assert status == 0, capsys.readouterr().err
+    assert _snapshot(work.parent, skip=work) == before
     assert not (work / "out.npy").is_symlink()
     np.testing.assert_array_equal(np.load(work / "out.npy"), uninterrupted)
-    assert _snapshot(work.parent, skip=work) == before
 
 
 def test_a_symlink_at_the_output_path_needs_overwrite(work, model_options, capsys):
