@@ -79,3 +79,13 @@ def test_the_classifier_warns_only_for_its_default_limit(tiny_albert_path, max_l
     assert len(caught) == n_warnings, [str(w.message) for w in caught]
     assert {w.filename for w in caught} <= {__file__}
     assert classifier.n_truncated_ == 4
+
+
+def test_a_classifier_cross_validation_warns_once_at_the_callers_line(tiny_albert_path):
+    classifier = AlbertClassifier(str(tiny_albert_path), epochs=1, batch_size=8, random_state=0)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        cross_val_score(classifier, TEXTS, LABELS, cv=2)  # 2 fits and 2 predictions
+    caught = truncation_warnings(record)
+    assert len(caught) == 1, [(w.filename, str(w.message)) for w in caught]
+    assert caught[0].filename == __file__
