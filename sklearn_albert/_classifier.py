@@ -1,7 +1,6 @@
 """AlbertClassifier: fine-tune an encoder on labelled texts; predict; hand over embeddings."""
 
 import os
-import warnings
 from dataclasses import replace
 from numbers import Integral, Real
 from pathlib import Path
@@ -17,6 +16,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from ._persistence import EncoderPersistence
 from ._validation import validate_texts
+from ._warnings import warn_at_caller
 
 # Kept in sync with _finetuning.HEAD_POOLING_NAMES, which cannot be imported here without
 # importing torch.
@@ -67,7 +67,9 @@ class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
         Tokens per text, special tokens included. None means 128, or the model's limit
         when that is smaller (fine-tuning cost grows with length; most sentences fit). A
         value above the model's limit is refused, as by ``AlbertVectorizer``. Longer
-        texts are truncated; ``fit`` and every prediction warn how many.
+        texts are truncated; with None, ``fit`` and every prediction warn how many (at the
+        caller's line, once per call). A limit set here is deliberate, so nothing warns;
+        ``n_truncated_`` still counts.
 
     validation_fraction : float or None, default=None
         Fraction of the training texts held out (stratified) and scored after every epoch,
@@ -134,8 +136,9 @@ class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
         budgets), resolved by ``fit``.
 
     n_truncated_ : int
-        Number of training texts longer than ``max_length_`` tokens. Predictions on
-        texts longer than that warn how many were cropped.
+        Number of training texts longer than ``max_length_`` tokens. With
+        ``max_length=None``, predictions on texts longer than that warn how many were
+        cropped.
 
     device_ : str
         The device the model runs on.
@@ -311,13 +314,11 @@ class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
         )
         windows = cut_windows(tokenize(template.tokenizer, texts), template, settings)
         ids, n_truncated = windows.ids, int(windows.truncated.sum())
-        if n_truncated:
-            warnings.warn(
+        if n_truncated and self.max_length is None:  # a limit the user chose: no warning
+            warn_at_caller(
                 f"{n_truncated} of {len(texts)} training texts are longer than max_length="
                 f"{settings.max_length} tokens and were truncated. Raise max_length to keep "
-                "more.",
-                UserWarning,
-                stacklevel=3,
+                "more."
             )
 
         rng = check_random_state(self.random_state)
@@ -449,12 +450,10 @@ class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
         ):
             pooled[indices] = features_from(encodings, settings)
             n_truncated += int(encodings.truncated.sum())
-        if n_truncated:
-            warnings.warn(
+        if n_truncated and self.max_length is None:  # a limit the user chose: no warning
+            warn_at_caller(
                 f"{n_truncated} of {len(texts)} texts are longer than max_length_="
-                f"{settings.max_length} tokens and were truncated before prediction.",
-                UserWarning,
-                stacklevel=3,
+                f"{settings.max_length} tokens and were truncated before prediction."
             )
         head = self._network.head
         weight = head.weight.detach().to("cpu", dtype=_float32()).numpy()

@@ -12,12 +12,12 @@ Token vectors are never cached: they are large, and a tagging corpus is usually 
 
 import itertools
 import re
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._engine import TOKENIZE_CHUNK, encode_token_states
+from ._warnings import warn_at_caller
 
 #: Valid values of ``word_aggregation``.
 WORD_AGGREGATIONS = ("mean", "first", "last", "max")
@@ -62,7 +62,9 @@ class TokenEmbeddings:
         return len(self.tokens)
 
 
-def transform_tokens(loaded, runner, settings, texts, *, word_level=False, word_aggregation="mean"):
+def transform_tokens(
+    loaded, runner, settings, texts, *, word_level=False, word_aggregation="mean", warn=True
+):
     """Token (or word) vectors of each text.
 
     Parameters
@@ -79,6 +81,8 @@ def transform_tokens(loaded, runner, settings, texts, *, word_level=False, word_
         Merge the tokens of each word (see :func:`word_ids_from_offsets`) into one vector.
     word_aggregation : {"mean", "first", "last", "max"}, default="mean"
         How the pieces of a word combine when ``word_level=True``.
+    warn : bool, default=True
+        Warn how many texts were truncated (False when the user chose ``max_length``).
 
     Returns
     -------
@@ -114,7 +118,10 @@ def transform_tokens(loaded, runner, settings, texts, *, word_level=False, word_
                 truncated=n_kept < len(row.ids),
             )
         )
-    _warn_truncated(sum(record.truncated for record in records), len(texts), settings.max_length)
+    if warn:
+        _warn_truncated(
+            sum(record.truncated for record in records), len(texts), settings.max_length
+        )
     return records
 
 
@@ -255,10 +262,8 @@ def _check_options(word_level, word_aggregation):
 
 def _warn_truncated(n_truncated, n_texts, max_length):
     if n_truncated:
-        warnings.warn(
+        warn_at_caller(
             f"{n_truncated} of {n_texts} texts are longer than max_length_={max_length} "
             "tokens and were truncated; their records have truncated=True and lack the "
-            "tokens past the limit.",
-            UserWarning,
-            stacklevel=4,
+            "tokens past the limit."
         )

@@ -28,6 +28,7 @@ from ._pooling import POOLING_NAMES, features_from
 from ._settings import resolve_settings, validated_embedding_cache
 from ._unknown_tokens import UnknownTokenTally
 from ._validation import input_name, validate_texts
+from ._warnings import warn_at_caller
 
 #: Distinct texts looked up in the cache and turned into features at a time (bounds memory).
 ASSEMBLY_CHUNK = 4096
@@ -94,8 +95,10 @@ class AlbertVectorizer(
         texts is set by ``long_text``.
 
     long_text : {"truncate", "chunk"}, default="truncate"
-        "truncate" keeps the first ``max_length`` tokens of a longer text; a warning
-        says how many texts were cropped, and :meth:`find_truncated` tells which.
+        "truncate" keeps the first ``max_length`` tokens of a longer text; with
+        ``max_length=None`` a warning says how many texts were cropped (naming the
+        caller's line, once per call; a limit set on purpose does not warn), and
+        :meth:`find_truncated` tells which.
         "chunk" cuts it into windows of ``max_length`` tokens overlapping by ``stride``
         tokens, encodes every window in the same batches as other texts, and merges the
         windows by ``chunk_aggregation``. A text that fits in one window gets the same
@@ -618,7 +621,8 @@ class AlbertVectorizer(
                     todo, n_found = self._fill_from_cache(features, unique, todo, store, settings)
                     n_truncated += n_found
                     n_truncated += self._encode(features, unique, todo, store, settings, tally)
-        _warn_truncated(n_truncated, len(unique), settings.max_length)
+        if self.max_length is None:  # a limit the user chose is no surprise: no warning
+            _warn_truncated(n_truncated, len(unique), settings.max_length)
         if settings.normalize:
             norms = np.linalg.norm(features, axis=1, keepdims=True)
             features /= np.maximum(norms, np.finfo(np.float32).tiny)
@@ -849,6 +853,7 @@ class AlbertVectorizer(
             validate_texts(X),
             word_level=word_level,
             word_aggregation=word_aggregation,
+            warn=self.max_length is None,  # a limit the user chose is no surprise
         )
 
     def static_embeddings(self, words=None):
@@ -910,12 +915,10 @@ def _as_parameter_error(resolver, value):
 
 def _warn_truncated(n_truncated, n_texts, max_length):
     if n_truncated:
-        warnings.warn(
+        warn_at_caller(
             f"{n_truncated} of {n_texts} distinct texts are longer than max_length_="
             f"{max_length} tokens and were truncated. find_truncated(X) tells which; "
-            "long_text='chunk' encodes them whole.",
-            UserWarning,
-            stacklevel=4,
+            "long_text='chunk' encodes them whole."
         )
 
 

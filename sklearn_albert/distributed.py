@@ -108,7 +108,7 @@ def transform_collection(vectorizer, X):
     texts = _text_series(X)
     # The empty transform, through the set_output wrapper: the result's type and columns.
     meta = vectorizer.transform([])
-    digest, shipped = _shipped(vectorizer)
+    digest, shipped = _shipped(vectorizer, texts.npartitions)
     if isinstance(meta, np.ndarray):
         return texts.map_partitions(_embed_block, digest, shipped, meta=meta)
     if type(meta).__module__.partition(".")[0] != "pandas":
@@ -199,7 +199,7 @@ default="predict"
     check_is_fitted(estimator)
     _dask_dataframe(X, "X")
     meta = _output_meta(estimator, method) if meta is None else np.asarray(meta)[:0]
-    digest, shipped = _shipped(estimator)
+    digest, shipped = _shipped(estimator, X.npartitions)
     return X.map_partitions(_predict_block, digest, shipped, method, meta, meta=meta)
 
 
@@ -657,18 +657,23 @@ def _current_client():
 # ---------------------------------------------------------------------- shipping
 
 
-def _shipped(estimator):
+def _shipped(estimator, n_partitions=None):
     """``(digest, delayed)``: the estimator's pickle as one graph key shared by all tasks.
 
     The scheduler holds the bytes once and each worker fetches them once, whatever the
     number of partitions (the per-task pickling of dask-ml's ParallelPostFit is what this
-    avoids).
+    avoids). For a ``map_partitions`` over one partition the bytes are the task's own
+    argument instead: dask 2026.8's array optimization cannot compute a one-partition
+    ``read_parquet`` that depends on a delayed key ("Cannot fuse tasks with multiple
+    outputs"), and one task ships the bytes once either way.
     """
     import cloudpickle
     import dask
 
     payload = cloudpickle.dumps(estimator)
     digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
+    if n_partitions == 1:
+        return digest, payload
     return digest, dask.delayed(payload, name=f"sklearn-albert-estimator-{digest}")
 
 

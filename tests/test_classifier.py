@@ -208,8 +208,9 @@ def test_verbose_shows_a_progress_bar_per_epoch(classifier, capsys):
 
 def test_long_training_texts_are_truncated_with_a_warning(classifier):
     texts = TEXTS[:-1] + [" ".join(["good"] * 80)]
-    with pytest.warns(UserWarning, match=r"1 of 96 training texts are longer than max_length=16"):
-        classifier.set_params(epochs=1, max_length=16).fit(texts, LABELS)
+    # max_length=None: the model's limit (64); a limit set on purpose does not warn.
+    with pytest.warns(UserWarning, match=r"1 of 96 training texts are longer than max_length=64"):
+        classifier.set_params(epochs=1).fit(texts, LABELS)
     assert classifier.n_truncated_ == 1
     assert classifier.predict(texts).shape == (96,)
 

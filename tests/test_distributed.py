@@ -118,6 +118,18 @@ def test_transform_of_a_dask_series_is_lazy_float32_one_block_per_partition(
     np.testing.assert_allclose(computed, vectorizer.transform(TEXTS), atol=1e-4)
 
 
+def test_a_one_file_parquet_corpus_embeds_and_predicts(client, vectorizer, tmp_path):
+    # dask's array optimization could not fuse a one-partition read_parquet with the
+    # estimator's delayed key: "Cannot fuse tasks with multiple outputs" (docs/scaling.rst).
+    pd.DataFrame({"text": TEXTS}).to_parquet(tmp_path / "corpus.parquet")
+    texts = dd.read_parquet(tmp_path)["text"]
+    vectorizer.fit(["warm up"])
+    expected = vectorizer.transform(TEXTS)
+    np.testing.assert_allclose(vectorizer.transform(texts).compute(), expected, atol=1e-4)
+    predicted = parallel_predict(vectorizer, texts, method="transform").compute()
+    np.testing.assert_allclose(predicted, expected, atol=1e-4)
+
+
 def test_workers_that_encode_let_glibc_reuse_freed_memory(client, vectorizer, texts):
     vectorizer.fit(["warm up"])
     vectorizer.transform(texts).compute()

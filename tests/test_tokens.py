@@ -139,12 +139,12 @@ def test_an_empty_text_has_no_tokens(fitted):
 
 
 def test_long_texts_are_truncated_with_a_warning(vectorizer):
-    long_text = " ".join(["the film was brilliant"] * 10)
-    vectorizer.set_params(max_length=8).fit([long_text])
-    with pytest.warns(UserWarning, match=re.escape("1 of 2 texts are longer than max_length_=8")):
+    long_text = " ".join(["the film was brilliant"] * 30)
+    vectorizer.fit([long_text])  # the model's limit, 64: a max_length set on purpose is silent
+    with pytest.warns(UserWarning, match=re.escape("1 of 2 texts are longer than max_length_=64")):
         records = vectorizer.transform_tokens([long_text, "good"])
     assert records[0].truncated and not records[1].truncated
-    assert len(records[0]) == 8 - 2  # [CLS] and [SEP] take two of the eight
+    assert len(records[0]) == 64 - 2  # [CLS] and [SEP] take two of the 64
 
 
 def test_reduced_precision_still_returns_float32(vectorizer):

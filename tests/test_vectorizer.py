@@ -205,11 +205,11 @@ def test_accepts_a_one_column_frame(vectorizer):
 
 def test_long_texts_are_truncated_with_a_warning(vectorizer):
     long_text = " ".join(["moving"] * 200)
-    vectorizer.set_params(max_length=16).fit(TEXTS)
-    with pytest.warns(UserWarning, match=r"1 of 2 distinct texts are longer than max_length_=16"):
+    vectorizer.fit(TEXTS)  # the model's limit, 64: a max_length set on purpose does not warn
+    with pytest.warns(UserWarning, match=r"1 of 2 distinct texts are longer than max_length_=64"):
         vectorizer.transform([long_text, "short"])
     assert vectorizer.find_truncated([long_text, "short"]).tolist() == [True, False]
-    assert vectorizer.count_tokens(["short"])[0] <= 16 < vectorizer.count_tokens([long_text])[0]
+    assert vectorizer.count_tokens(["short"])[0] <= 64 < vectorizer.count_tokens([long_text])[0]
 
 
 def test_fit_counts_the_truncated_training_texts(vectorizer):
