@@ -9,8 +9,10 @@ Once per call: a direct call of a method of this package warns at most once (eac
 warns once). A call of a scikit-learn function or meta-estimator (``cross_val_score``,
 ``GridSearchCV.fit``, ``Pipeline.fit``) runs the vectorizer many times, once per fold
 and candidate; it warns for the first of them only, since every later warning would name
-the same user line. A call is told apart from the next by its outermost scikit-learn frame,
-which is kept (with the arguments it holds, objects the user passed) until the next warning.
+the same user line. A call is told apart from the next by its outermost scikit-learn frame
+and the user's line, remembered by identity only: holding the frame itself would keep the
+user's arguments (data sets, estimators) alive. A frame's id may be reused by a later call
+from the same line, which then stays silent too: a repeat of a warning already shown.
 """
 
 import os
@@ -50,7 +52,8 @@ def warn_at_caller(message, category=UserWarning):
         return
     if not outermost.f_code.co_filename.startswith(_PACKAGE_DIR):
         # Called through scikit-learn: one warning for the whole call.
-        if getattr(_last_call, "frame", None) is outermost:
+        call = (id(outermost), outermost.f_code, id(frame), frame.f_lasti)
+        if getattr(_last_call, "key", None) == call:
             return
-        _last_call.frame = outermost
+        _last_call.key = call
     warnings.warn(message, category, stacklevel=stacklevel)
