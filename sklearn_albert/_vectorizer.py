@@ -26,6 +26,7 @@ from ._long_texts import CHUNK_AGGREGATIONS
 from ._persistence import EncoderPersistence
 from ._pooling import POOLING_NAMES, features_from
 from ._settings import resolve_settings, validated_embedding_cache
+from ._threads import one_torch_thread
 from ._unknown_tokens import UnknownTokenTally
 from ._validation import input_name, validate_texts
 from ._warnings import warn_at_caller
@@ -659,12 +660,15 @@ class AlbertVectorizer(
         missing, n_truncated = [], 0
         for start in range(0, len(rows), ASSEMBLY_CHUNK):
             chunk = rows[start : start + ASSEMBLY_CHUNK]
-            found, encodings = cache.lookup(
-                namespace,
-                [unique[row] for row in chunk],
-                settings.layers,
-                kinds=kinds,
-            )
+            # The lookup's conversions are too small for a team of torch threads, which
+            # would spin against the caller's next work (a classifier's fits): _threads.py.
+            with one_torch_thread():
+                found, encodings = cache.lookup(
+                    namespace,
+                    [unique[row] for row in chunk],
+                    settings.layers,
+                    kinds=kinds,
+                )
             if found.any():
                 features[chunk[found]] = features_from(encodings, settings, layers_selected=True)
             missing.append(chunk[~found])
