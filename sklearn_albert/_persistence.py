@@ -446,6 +446,21 @@ class EncoderPersistence:
         self.settings_ = self.settings_.on_device(target, self._dtype_on(target))
 
 
+def move_to_device(estimator, device):
+    """Run a fitted estimator on ``device`` from now on, without refitting.
+
+    Only its settings move (and the precision its ``dtype`` resolves to there); its model
+    loads on ``device`` at first use. Hosts (Dask and Spark workers) call this.
+
+    Parameters
+    ----------
+    estimator : AlbertVectorizer or AlbertClassifier
+        Fitted.
+    device : str or torch.device
+    """
+    estimator._move_to_available_device(device)
+
+
 def _apply_load_overrides(cls, path, params, token_env, embedding_cache):
     """``load``'s rules for ``token_env`` and ``embedding_cache`` (see its docstring)."""
     if token_env is not AS_SAVED:

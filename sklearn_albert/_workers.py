@@ -46,7 +46,8 @@ def choose_device_here(estimator):
     A vectorizer whose weights travel in the pickle keeps them, on the device the pickle
     remapped it to.
     """
-    from ._devices import dtype_name, resolve_device, resolve_dtype
+    from ._devices import resolve_device
+    from ._persistence import move_to_device
     from ._vectorizer import AlbertVectorizer
 
     best = resolve_device("auto")
@@ -68,8 +69,7 @@ def choose_device_here(estimator):
         # The move a pickle makes when its fitted device is missing: settings on another
         # device, nothing refitted. A shipped vectorizer holds no model yet (a default
         # pickle leaves it out), so its first transform loads it on ``target``.
-        precision = dtype_name(resolve_dtype(vectorizer.dtype, target))
-        vectorizer.settings_ = vectorizer.settings_.on_device(target, precision)
+        move_to_device(vectorizer, target)
 
 
 # glibc's mallopt parameters (malloc.h), and the values an encoding process keeps: the
