@@ -681,8 +681,9 @@ def tokenizer_fingerprint(tokenizer):
 
     Its class (without 4.x's ``Fast`` suffix), its special tokens and their ids, and
     :func:`tokenizer_definition`: the whole ``tokenizer.json`` of a fast tokenizer
-    (vocabulary, merges, normaliser, pre-tokeniser, post-processor, added tokens), or the
-    vocabulary, SentencePiece model, BPE merges and options of a slow one.
+    (vocabulary, merges, normaliser, pre-tokeniser, post-processor, added tokens) but its
+    stored truncation and padding, or the vocabulary, SentencePiece model, BPE merges and
+    options of a slow one.
     """
     specials = {
         str(name): [str(token), tokenizer.convert_tokens_to_ids(token)]
@@ -693,7 +694,7 @@ def tokenizer_fingerprint(tokenizer):
     name = type(tokenizer).__name__.removesuffix("Fast")
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps([name, specials], sort_keys=True).encode())
-    digest.update(tokenizer_definition(tokenizer))
+    digest.update(tokenizer_definition(tokenizer, call_settings=False))
     merges = getattr(tokenizer, "bpe_ranks", None)
     if merges and getattr(tokenizer, "backend_tokenizer", None) is None:
         digest.update(json.dumps(sorted(map(list, merges.items())), default=str).encode())
@@ -727,11 +728,23 @@ def legacy_fingerprint(model, tokenizer):
     return digest.hexdigest()
 
 
-def tokenizer_definition(tokenizer):
-    """Bytes that change whenever the ids a tokenizer produces can change."""
+def tokenizer_definition(tokenizer, *, call_settings=True):
+    """Bytes that change whenever the ids a tokenizer produces can change.
+
+    ``call_settings=False`` leaves out a fast tokenizer's stored truncation and padding:
+    transformers sets both afresh on every call, so they never change the ids, and
+    ``save_pretrained`` drops them once the tokenizer was used (all-MiniLM-L6-v2's
+    ``tokenizer.json`` carries ``max_length`` 128, its saved copy none). The legacy
+    fingerprint kept them.
+    """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        return backend.to_str().encode()
+        if call_settings:
+            return backend.to_str().encode()
+        definition = json.loads(backend.to_str())
+        definition.pop("truncation", None)
+        definition.pop("padding", None)
+        return json.dumps(definition, sort_keys=True).encode()
     parts = {
         "class": type(tokenizer).__name__,
         "special_tokens": {

@@ -256,3 +256,17 @@ def test_a_pickle_with_the_old_fingerprint_loads_without_a_warning(vectorizer):
         warnings.simplefilter("error")
         restored = pickle.loads(pickle.dumps(fitted))  # without the weights, as by default
         np.testing.assert_array_equal(restored.transform(TEXTS), expected)
+
+
+def test_a_tokenizers_stored_truncation_and_padding_leave_the_fingerprint(tmp_path):
+    # all-MiniLM-L6-v2's tokenizer.json stores truncation (128) and padding; transformers
+    # sets both afresh on every call, and save_pretrained drops them: a saved folder must
+    # still load as the checkpoint it was fitted on.
+    from conftest import minilm_path
+
+    vectorizer = AlbertVectorizer(str(minilm_path()), dtype="float32").fit(TEXTS)
+    vectorizer.save(tmp_path / "saved")
+    restored = AlbertVectorizer.load(tmp_path / "saved")
+
+    assert restored.transform(TEXTS).tobytes() == vectorizer.transform(TEXTS).tobytes()
+    assert restored.describe()["fingerprint"] == vectorizer.describe()["fingerprint"]
