@@ -461,19 +461,19 @@ def edge_values(shape, seed=0):
 
 
 def test_torch_and_numpy_float16_conversions_give_the_same_bits():
-    import torch  # noqa: F401 - loaded, so _cast goes through torch
+    import torch  # noqa: F401 - loaded, so cast goes through torch
 
-    from sklearn_albert._cache import _cast, _fits_float16
+    from sklearn_albert._cache._layout import cast, fits_float16
 
     values = edge_values((6, 3, 13, 64))
     with np.errstate(over="ignore"):
         expected = values.astype(np.float16)
-    got = _cast(values, np.float16)
+    got = cast(values, np.float16)
     np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
-    back = _cast(got, np.float32)
+    back = cast(got, np.float32)
     np.testing.assert_array_equal(back.view(np.uint32), expected.astype(np.float32).view(np.uint32))
     columns = np.moveaxis(got, 0, 2).reshape(3 * 13, 6, 64)
-    np.testing.assert_array_equal(_fits_float16(columns), np.isfinite(columns).all(axis=(0, 2)))
+    np.testing.assert_array_equal(fits_float16(columns), np.isfinite(columns).all(axis=(0, 2)))
 
 
 def test_rounded_as_stored_gives_the_bits_the_cache_returns():

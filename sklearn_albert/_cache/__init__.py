@@ -83,8 +83,6 @@ from ._layout import (
     rounded_as_stored,
     rounded_batch,
 )
-from ._layout import cast as _cast  # noqa: F401 (tests check the conversion directly)
-from ._layout import fits_float16 as _fits_float16  # noqa: F401
 from ._memory import (
     BLOCK_BYTES,
     DEFAULT_MAX_BYTES,
