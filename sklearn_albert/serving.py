@@ -549,6 +549,9 @@ def build_server(
         accelerator="cpu",  # devices are this package's choice (load_estimator), per worker
         workers_per_device=workers,
         timeout=REQUEST_TIMEOUT,
+        # Bytes of a body that could be valid (a character is at most 6 bytes of JSON,
+        # "\\uXXXX"): a larger one answers 413 before it is read whole.
+        max_payload_size=max_texts_per_request * (6 * max_text_chars + 16) + 4096,
         model_metadata={"model": str(model), "estimator": description, "methods": methods},
         middlewares=[
             (_InFlightLimit, {"limit": max_queue, "counter": in_flight, "paths": list(METHODS)})

@@ -396,6 +396,7 @@ def test_the_api_key_is_required(pipeline_server):
             ["texts[1]", f"{MAX_CHARS + 1} characters", "--max-text-chars"],
         ),
         ('{"texts": ["\\ud800"]}', "application/json", 422, ["texts[0]", "surrogate"]),
+        ({"texts": ["a"], "padding": "x" * 50_000}, "application/json", 413, ["too large"]),
     ],
 )
 def test_a_bad_request_answers_4xx_naming_the_field_and_harms_nothing(
@@ -475,6 +476,17 @@ def test_a_skops_file_with_an_unknown_type_is_refused_until_trusted(tmp_path):
     with pytest.raises(ValueError, match=r"math\.sqrt.*--trusted TYPE"):
         load_estimator(path)
     assert isinstance(load_estimator(path, trusted=["math.sqrt"]), FunctionTransformer)
+
+
+def test_importing_the_package_or_its_command_line_does_not_import_litserve():
+    code = (
+        "import sys, sklearn_albert, sklearn_albert._cli; "
+        "sys.exit('litserve' in sys.modules or 'fastapi' in sys.modules)"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    assert (
+        subprocess.run([sys.executable, "-c", code], env=environment, timeout=120).returncode == 0
+    )
 
 
 @pytest.mark.parametrize(
