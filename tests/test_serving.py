@@ -489,6 +489,19 @@ def test_importing_the_package_or_its_command_line_does_not_import_litserve():
     )
 
 
+def test_the_command_line_defaults_are_the_engine_defaults():
+    from sklearn_albert import serving
+
+    args = _cli.build_parser().parse_args(["serve", "m.joblib"])
+
+    assert (args.host, args.device, args.workers, args.api_key) == ("127.0.0.1", "auto", 1, None)
+    assert args.max_batch_size == serving.DEFAULT_MAX_BATCH_SIZE
+    assert args.batch_timeout == serving.DEFAULT_BATCH_TIMEOUT
+    assert args.max_texts_per_request == serving.DEFAULT_MAX_TEXTS_PER_REQUEST
+    assert args.max_text_chars == serving.DEFAULT_MAX_TEXT_CHARS
+    assert args.max_queue == serving.DEFAULT_MAX_QUEUE
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
