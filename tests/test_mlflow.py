@@ -122,6 +122,8 @@ def test_a_fresh_process_loads_both_models_without_the_checkpoint(logged):
 
 
 def test_load_model_gives_the_pipeline_back(logged):
+    from sklearn.base import clone
+
     import sklearn_albert.mlflow
     from sklearn_albert import AlbertVectorizer
 
@@ -131,6 +133,11 @@ def test_load_model_gives_the_pipeline_back(logged):
     assert pipe.get_params()["albertvectorizer__pooling"] == "mean"
     np.testing.assert_allclose(
         pipe.predict_proba(TEXTS), logged["pipe"].predict_proba(TEXTS), atol=1e-6
+    )
+    # The checkpoint folder is gone: a clone encodes with the weights the load holds.
+    refitted = clone(pipe).fit(TEXTS, [1, 0, 1, 0])
+    np.testing.assert_allclose(
+        refitted[0].transform(TEXTS), logged["pipe"][0].transform(TEXTS), atol=1e-6
     )
 
 
