@@ -264,3 +264,13 @@ def test_importing_hosts_loads_no_engine():
     ).stdout
     for engine in ("distributed", "spark", "serving", "mlflow"):
         assert f"'sklearn_albert.{engine}'" not in loaded
+
+
+def test_a_saved_encoder_loads_where_a_shipped_one_would_run():
+    from sklearn_albert._hosts import device_here, device_to_load_with
+
+    assert device_to_load_with("auto", "float32") == "auto"  # this host's best device
+    assert device_to_load_with("auto", "int8") is None  # its fitted CPU
+    assert device_to_load_with("cpu", "float32") is None  # the user's choice
+    assert device_here("auto", "int8").type == "cpu"
+    assert device_here("cuda", "float16") is None

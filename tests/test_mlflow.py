@@ -5,6 +5,7 @@ logged, so every load below reads the model's own files. Everything MLflow write
 database, the artifacts) stays in the module's temporary folder.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -63,13 +64,17 @@ def logged(tmp_path_factory):
     }
     shutil.rmtree(checkpoint)
     sklearn_albert.clear_cache()  # nor do weights held in this process help a load
-    yield {
+    logged = {
         "folder": folder,
         "tracking_uri": tracking_uri,
         "uris": {"sentiment": pipe_info.model_uri, "embeddings": vectorizer_info.model_uri},
         "expected": expected,
         "pipe": pipe,
     }
+    # The server starts now (it is slow to start), while the tests before it run.
+    with start_server(logged) as server:
+        logged["server"] = server
+        yield logged
     mlflow.set_tracking_uri(None)
     for name, value in saved.items():
         if value is None:
@@ -182,75 +187,6 @@ def test_importing_sklearn_albert_does_not_import_mlflow():
     assert result.stdout.strip() == "False", result.stderr
 
 
-# ---------------------------------------------------------------------- the scoring server
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def post_json(url, payload):
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return json.loads(response.read())
-
-
-@pytest.fixture(scope="module")
-def server(logged):
-    """``mlflow models serve`` on loopback, for the classifier pipeline."""
-    port = free_port()
-    log = open(logged["folder"] / "server.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", logged["uris"]["sentiment"]]
-        + ["--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=logged["folder"],
-        env=child_environment(logged),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # the server's workers share its process group
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240  # a start-up limit, not a timing assertion
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited: {(logged['folder'] / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=5):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    pytest.fail((logged["folder"] / "server.log").read_text()[-3000:])
-                time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
-
-
-def test_the_scoring_server_predicts_a_dataframe_split_request(logged, server):
-    payload = {"dataframe_split": {"columns": ["text"], "data": [[text] for text in TEXTS]}}
-
-    answer = post_json(f"{server}/invocations", payload)
-
-    assert answer == {"predictions": logged["expected"]["sentiment"]}
-
-
-def test_the_scoring_server_takes_a_list_of_texts_as_inputs(logged, server):
-    answer = post_json(f"{server}/invocations", {"inputs": TEXTS})
-
-    assert answer == {"predictions": logged["expected"]["sentiment"]}
-
-
 def test_an_int8_vectorizer_keeps_its_calibration_without_the_checkpoint(tmp_path):
     pytest.importorskip("openvino", reason="needs OpenVINO (pip install .[int8])")
     pytest.importorskip("nncf", reason="needs NNCF (pip install .[int8])")
@@ -270,3 +206,77 @@ def test_an_int8_vectorizer_keeps_its_calibration_without_the_checkpoint(tmp_pat
     assert loaded.dtype_ == "int8"
     assert loaded.int8_calibration_ == vectorizer.int8_calibration_
     np.testing.assert_allclose(loaded.transform(TEXTS), expected, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- the scoring server
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def post_json(url, payload):
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def start_server(logged):
+    """``mlflow models serve`` of the classifier pipeline on loopback, stopped on exit."""
+    port = free_port()
+    log_path = logged["folder"] / "server.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", logged["uris"]["sentiment"]]
+            + ["--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=logged["folder"],
+            env=child_environment(logged),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the server's workers share its process group
+        )
+        try:
+            yield {"process": process, "url": f"http://127.0.0.1:{port}", "log": log_path}
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(logged):
+    """The URL of the server ``logged`` started, once it answers ``/ping``."""
+    started = logged["server"]
+    deadline = time.monotonic() + 240  # a start-up limit, not a timing assertion
+    while True:
+        if started["process"].poll() is not None:
+            pytest.fail(f"the server exited: {started['log'].read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{started['url']}/ping", timeout=5):
+                return started["url"]
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                pytest.fail(f"no answer in 240 s: {started['log'].read_text()[-3000:]}")
+            time.sleep(0.5)
+
+
+def test_the_scoring_server_predicts_a_dataframe_split_request(logged, server):
+    payload = {"dataframe_split": {"columns": ["text"], "data": [[text] for text in TEXTS]}}
+
+    answer = post_json(f"{server}/invocations", payload)
+
+    assert answer == {"predictions": logged["expected"]["sentiment"]}
+
+
+def test_the_scoring_server_takes_a_list_of_texts_as_inputs(logged, server):
+    answer = post_json(f"{server}/invocations", {"inputs": TEXTS})
+
+    assert answer == {"predictions": logged["expected"]["sentiment"]}
