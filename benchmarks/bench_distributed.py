@@ -48,13 +48,13 @@ import numpy as np
 def _worker_facts(dask_worker):
     import torch
 
-    from sklearn_albert import _workers
+    from sklearn_albert import _hosts
 
     return {
         "pid": os.getpid(),
         "torch_threads": torch.get_num_threads(),
         "model_loads": dask_worker.sklearn_albert_model_loads["count"],
-        "estimators_unpickled": _workers.process_counts()["estimators_unpickled"],
+        "estimators_unpickled": _hosts.process_counts()["estimators_unpickled"],
     }
 
 

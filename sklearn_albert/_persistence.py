@@ -450,7 +450,8 @@ def move_to_device(estimator, device):
     """Run a fitted estimator on ``device`` from now on, without refitting.
 
     Only its settings move (and the precision its ``dtype`` resolves to there); its model
-    loads on ``device`` at first use. Hosts (Dask and Spark workers) call this.
+    loads on ``device`` at first use. Hosts (``_hosts``: the Dask, Spark, serving and
+    MLflow workers) call this.
 
     Parameters
     ----------

@@ -12,7 +12,7 @@ Three entry points, all lazy until computed, all running on whatever scheduler i
 
 The estimator travels once per worker, not once per task: it is pickled once into a
 single graph key that every partition task depends on, the scheduler sends that key to
-each worker once, and each worker process unpickles it once (``_workers.received``). A
+each worker once, and each worker process unpickles it once (``_hosts.received``). A
 default pickle leaves the weights out, so each worker loads the checkpoint from
 ``model_name_or_path`` on first use, once per process (loaded models are shared
 process-wide); with ``store_weights_in_pickle=True`` the weights are that one key.
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._hosts import received
 from ._settings import EncodeSettings
-from ._workers import received
 
 __all__ = ["EmbedSummary", "embed_to_parquet", "parallel_predict", "transform_collection"]
 

@@ -88,8 +88,8 @@ def load_estimator(path, *, trusted=(), device="auto"):
     estimator : object
         The fitted estimator or pipeline, ready for this process's device.
     """
+    from ._hosts import choose_device_here
     from ._persistence import move_to_device
-    from ._workers import choose_device_here
 
     path = Path(path)
     if path.is_dir():
@@ -400,7 +400,7 @@ class EstimatorAPI(ls.LitAPI):
     # -- in the inference workers
 
     def setup(self, device):
-        from ._workers import reuse_freed_memory
+        from ._hosts import reuse_freed_memory
 
         _log_to_stderr(self.log_level)
         reuse_freed_memory()

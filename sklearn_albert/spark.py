@@ -68,7 +68,7 @@ def _make_embed(payload, n_features):
     """The per-worker factory: unpickle the vectorizer once, return the batch function."""
     import pickle
 
-    from ._workers import choose_device_here, reuse_freed_memory
+    from ._hosts import choose_device_here, reuse_freed_memory
 
     reuse_freed_memory()
     vectorizer = pickle.loads(payload)

@@ -33,7 +33,7 @@ import _dask_plugins  # noqa: E402
 from _dask_plugins import CountModelLoads  # noqa: E402
 from _tiny_model import generated_sentences  # noqa: E402
 
-from sklearn_albert import _workers  # noqa: E402
+from sklearn_albert import _hosts  # noqa: E402
 from sklearn_albert.distributed import (  # noqa: E402
     EmbedSummary,
     embed_to_parquet,
@@ -50,12 +50,12 @@ def _model_loads(dask_worker):
 
 
 def _estimators_unpickled():
-    return os.getpid(), _workers.process_counts()["estimators_unpickled"]
+    return os.getpid(), _hosts.process_counts()["estimators_unpickled"]
 
 
 def _allocator_facts():
-    encoded = _workers.process_counts()["estimators_unpickled"] > 0
-    tuned = _workers._allocator_tuned["pid"] == os.getpid()
+    encoded = _hosts.process_counts()["estimators_unpickled"] > 0
+    tuned = _hosts._allocator_tuned["pid"] == os.getpid()
     return os.environ.get("MALLOC_TRIM_THRESHOLD_"), encoded, tuned
 
 
@@ -137,7 +137,7 @@ def test_workers_that_encode_let_glibc_reuse_freed_memory(client, vectorizer, te
     assert facts  # at least one worker encoded
     for trim, _, tuned in facts:
         # The nanny's small trim threshold (65536 in distributed today) is lifted.
-        small = trim is not None and int(trim) < _workers.ENCODING_TRIM_THRESHOLD
+        small = trim is not None and int(trim) < _hosts.ENCODING_TRIM_THRESHOLD
         assert tuned is small
 
 

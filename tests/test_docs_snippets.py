@@ -41,6 +41,7 @@ OPTIONAL_PACKAGES = {
     "dask": "test",
     "distributed": "test",
     "skops": "test",
+    "mlflow": "test",
 }
 
 _DATA = """\
@@ -65,6 +66,7 @@ test_texts, test_labels = train_texts[::2], train_labels[::2]
 other_texts, other_labels = train_texts, y
 """,
     "logging.rst": "",
+    "mlflow.rst": _DATA,
     "persistence.rst": _DATA
     + """\
 from sklearn.linear_model import LogisticRegression

@@ -1,8 +1,17 @@
-"""What a worker process of a cluster engine (Dask, Spark) does with a shipped estimator.
+"""What any host does with a shipped estimator: unpickle it once, pick the device, tune the process.
 
-Each process unpickles a given estimator once, keeps it for every partition it embeds,
-and prepares it for its own device (``choose_device_here``), and lets glibc reuse freed
-memory in processes Dask started with a small trim threshold (:func:`reuse_freed_memory`).
+A host is a process that receives a fitted estimator from elsewhere and runs it: a Dask
+worker (:mod:`sklearn_albert.distributed`), a Spark Python worker
+(:mod:`sklearn_albert.spark`), a model server. Each process unpickles a given estimator
+once and keeps it for every batch (:func:`received`), moves ``device="auto"`` encoders to
+its own best device (:func:`choose_device_here`), and lets glibc reuse freed memory when
+it was started with a small trim threshold, as Dask's nanny starts its workers
+(:func:`reuse_freed_memory`).
+
+The engines import this module; it imports nothing above it: only ``_devices`` and
+``_persistence``, which the estimators themselves are built on. It recognises the
+estimators to move by their shared base, ``EncoderPersistence``, never by importing an
+estimator's module (``tests/test_hosts.py`` checks the import graph).
 """
 
 import ctypes
@@ -36,40 +45,91 @@ def received(digest, payload):
 
 
 def choose_device_here(estimator):
-    """Move ``device="auto"`` vectorizers to this worker's best device, without refitting.
+    """Move ``device="auto"`` encoders to this host's best device, without refitting.
 
     A vectorizer fitted on a CPU-only client runs on a GPU worker's GPU. Only the device
     (and the precision ``dtype`` resolves to there) changes: the fitted state stays as
     fitted (``input_name_``, the int8 calibration, ``model_fingerprint_``), and the model
-    loads on the new device at first use, which warns if the worker's checkpoint differs
+    loads on the new device at first use, which warns if the host's checkpoint differs
     from the fitted one. ``dtype="int8"`` runs on CPU only, so its best device is the CPU.
-    A vectorizer whose weights travel in the pickle keeps them, on the device the pickle
-    remapped it to.
-    """
-    from ._devices import resolve_device
-    from ._persistence import move_to_device
-    from ._vectorizer import AlbertVectorizer
+    An encoder whose weights travel in the pickle (``store_weights_in_pickle=True``, or a
+    fine-tuned classifier, which always carries its weights) keeps them, on the device the
+    pickle remapped it to.
 
-    best = resolve_device("auto")
-    found = [estimator] if isinstance(estimator, AlbertVectorizer) else []
-    if hasattr(estimator, "get_params"):
-        found += [
-            value
-            for value in estimator.get_params(deep=True).values()
-            if isinstance(value, AlbertVectorizer)
-        ]
-    for vectorizer in found:
-        target = resolve_device("cpu") if vectorizer.dtype_ == "int8" else best
-        if (
-            vectorizer.device != "auto"
-            or vectorizer.store_weights_in_pickle
-            or vectorizer.device_.split(":")[0] == target.type
-        ):
+    Parameters
+    ----------
+    estimator : object
+        A fitted estimator, or a meta-estimator (a ``Pipeline``) holding fitted encoders
+        among its ``get_params(deep=True)`` values.
+    """
+    from ._persistence import move_to_device
+
+    for encoder in _encoders_without_weights(estimator):
+        target = device_here(encoder.device, encoder.dtype_)
+        if target is None or encoder.device_.split(":")[0] == target.type:
             continue
         # The move a pickle makes when its fitted device is missing: settings on another
-        # device, nothing refitted. A shipped vectorizer holds no model yet (a default
+        # device, nothing refitted. A shipped encoder holds no model yet (a default
         # pickle leaves it out), so its first transform loads it on ``target``.
-        move_to_device(vectorizer, target)
+        move_to_device(encoder, target)
+
+
+def device_here(device, dtype):
+    """The device an encoder runs on in this host, or None to keep its fitted one.
+
+    Parameters
+    ----------
+    device : str
+        The encoder's ``device`` parameter: only ``"auto"`` moves, to this host's best
+        device; a device named by the user is kept (or falls back to the CPU, with a
+        warning, where this host lacks it).
+    dtype : str
+        The fitted precision (``dtype_``): ``"int8"`` runs on the CPU only.
+
+    Returns
+    -------
+    device : torch.device or None
+    """
+    from ._devices import resolve_device
+
+    if device != "auto":
+        return None
+    return resolve_device("cpu" if dtype == "int8" else "auto")
+
+
+def device_to_load_with(device, dtype):
+    """The ``device=`` to pass to ``load`` for a saved encoder, by :func:`device_here`'s rule.
+
+    ``"auto"`` (the encoder keeps its parameter and loads on this host's best device), or
+    None (its fitted device, a CPU for int8): a saved encoder's weights then load once,
+    on the device they run on, rather than being moved after loading.
+
+    Parameters
+    ----------
+    device, dtype : str
+        The encoder's ``device`` parameter and fitted ``dtype_``, as saved.
+
+    Returns
+    -------
+    device : "auto" or None
+    """
+    return "auto" if device == "auto" and dtype != "int8" else None
+
+
+def _encoders_without_weights(estimator):
+    """``estimator`` and its nested estimators that hold a checkpoint but not its weights."""
+    from ._persistence import EncoderPersistence
+
+    found = [estimator]
+    if hasattr(estimator, "get_params"):
+        found += list(estimator.get_params(deep=True).values())
+    # Only a vectorizer has the parameter: an estimator without it carries its weights.
+    return [
+        value
+        for value in found
+        if isinstance(value, EncoderPersistence)
+        and not getattr(value, "store_weights_in_pickle", True)
+    ]
 
 
 # glibc's mallopt parameters (malloc.h), and the values an encoding process keeps: the
