@@ -50,6 +50,11 @@ class EncodeSettings:
         Padded tokens per forward pass.
     calibration_id : str or None
         Identity of the int8 calibration fitted with, when ``compute_dtype="int8"``.
+    prompt : str or None
+        The instruction prefix of every text (``"query: "``), as given.
+    prompt_ids : tuple of int
+        The prompt's token ids (tokenized on its own, without special tokens): they follow
+        the model's leading special tokens in every window. Empty without a prompt.
     """
 
     model_fingerprint: str
@@ -66,6 +71,8 @@ class EncodeSettings:
     batch_size: int
     max_tokens: int
     calibration_id: str = None
+    prompt: str = None
+    prompt_ids: tuple = ()
 
     def cache_namespace(self, loaded, *, calibration_id=None):
         """A short stable hash naming the computation that produces the cached summaries.
@@ -77,7 +84,9 @@ class EncodeSettings:
         (``loaded.tokenizer_fingerprint``). An estimator whose checkpoint changed since fit
         therefore writes and reads its own entries, never those of the model it was fitted
         with. With it: ``max_length``, the compute dtype, the device type and, for
-        ``long_text="chunk"``, the stride and the window aggregation.
+        ``long_text="chunk"``, the stride and the window aggregation, and the prompt's
+        token ids when there is a prompt (so prompted and plain vectors of a text never
+        mix; without one the namespace is what it was before prompts existed).
 
         Pooling, layers, their aggregation and normalisation are not part of it: they are
         computed from the cached summaries, so every grid-search candidate shares them.
@@ -110,6 +119,7 @@ class EncodeSettings:
                 self.compute_dtype,
                 self.device.split(":")[0],
                 chunking,
+                *((self.prompt_ids,) if self.prompt_ids else ()),
             )
         )
         return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
@@ -190,6 +200,26 @@ def validated_stride(stride, room):
     return int(stride)
 
 
+def validated_prompt(prompt, prompt_ids, room, *, long_text, stride):
+    """``prompt_ids`` if they leave room for text in a window, else an error naming why.
+
+    ``room`` is a window's room for tokens besides the special ones (``max_length`` minus
+    the special tokens); the prompt takes ``len(prompt_ids)`` of it in every window.
+    """
+    chunking = long_text == "chunk"
+    needed = 1 + (stride if chunking else 0)
+    if room - len(prompt_ids) < needed:
+        why = (
+            f", and long_text='chunk' needs more than stride={stride} for text" if chunking else ""
+        )
+        raise InvalidParameterError(
+            f"Got prompt={prompt!r}, {len(prompt_ids)} tokens, but a window holds only "
+            f"{room} tokens besides the special ones{why}. Use a shorter prompt or a larger "
+            "max_length."
+        )
+    return tuple(int(token) for token in prompt_ids)
+
+
 def validated_embedding_cache(value):
     """``embedding_cache`` as "memory", None or a folder path; typos of options refused.
 
@@ -246,9 +276,19 @@ def resolve_settings(
     max_length = validated_max_length(params["max_length"], loaded.max_length)
     long_text = params.get("long_text", "truncate")
     stride = params.get("stride", 0)
+    room = max_length - len(loaded.special_prefix) - len(loaded.special_suffix)
+    prompt = params.get("prompt")
+    prompt_ids = ()
+    if prompt:
+        prompt_ids = validated_prompt(
+            prompt,
+            loaded.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"],
+            room,
+            long_text=long_text,
+            stride=stride,
+        )
     if long_text == "chunk":
-        room = max_length - len(loaded.special_prefix) - len(loaded.special_suffix)
-        stride = validated_stride(stride, room)
+        stride = validated_stride(stride, room - len(prompt_ids))
     return EncodeSettings(
         model_fingerprint=loaded.fingerprint,
         pooling=pooling,
@@ -264,4 +304,6 @@ def resolve_settings(
         batch_size=int(params["batch_size"]),
         max_tokens=token_budget(params.get("max_tokens_per_batch", "auto"), device),
         calibration_id=calibration_id,
+        prompt=prompt,
+        prompt_ids=prompt_ids,
     )

@@ -49,6 +49,7 @@ SETTING_PARAMETERS = (
     "device",
     "dtype",
     "revision",
+    "prompt",
 )
 
 
@@ -171,6 +172,16 @@ class AlbertVectorizer(
         Name of an environment variable holding a hub token for private checkpoints. The
         token itself is never stored in the estimator or its pickle.
 
+    prompt : str, default=None
+        An instruction put before every text, such as ``"query: "`` or ``"passage: "``
+        for the e5 family (bge, gte and nomic models ask for theirs). It is tokenized on
+        its own and its tokens follow the model's leading special tokens in every window
+        (each window of a chunked long text starts with it), and count against
+        ``max_length``; pooling includes them, as sentence-transformers does. For a prompt
+        ending in a space or punctuation, as these do, the model sees the tokens of
+        ``prompt + text``. Prompted vectors are cached apart from plain ones. See
+        :doc:`modern_models` for different prompts on queries and documents.
+
     verbose : bool, default=False
         Show a progress bar while encoding.
 
@@ -262,6 +273,7 @@ class AlbertVectorizer(
         "cache_dir": [str, os.PathLike, None],
         "local_files_only": ["boolean"],
         "token_env": [str, None],
+        "prompt": [str, None],
         "verbose": ["boolean"],
     }
 
@@ -287,6 +299,7 @@ class AlbertVectorizer(
         cache_dir=None,
         local_files_only=False,
         token_env=None,
+        prompt=None,
         verbose=False,
     ):
         self.model_name_or_path = model_name_or_path
@@ -308,6 +321,7 @@ class AlbertVectorizer(
         self.cache_dir = cache_dir
         self.local_files_only = local_files_only
         self.token_env = token_env
+        self.prompt = prompt
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
@@ -335,7 +349,12 @@ class AlbertVectorizer(
 
         # Distinct texts, as fit_transform (which encodes each distinct text once) counts.
         unknown = UnknownTokenTally(self._loaded.tokenizer)
-        counts = token_counts(self._loaded, list(dict.fromkeys(texts)), tally=unknown)
+        counts = token_counts(
+            self._loaded,
+            list(dict.fromkeys(texts)),
+            tally=unknown,
+            prompt_ids=self.settings_.prompt_ids,
+        )
         unknown.warn_if_mostly_unknown(stacklevel=3)
         cropped = counts > self.settings_.max_length
         self.n_truncated_ = int(cropped.sum()) if self.settings_.long_text == "truncate" else 0
@@ -397,14 +416,16 @@ class AlbertVectorizer(
         Returns
         -------
         counts : ndarray of shape (n_samples,), int64
-            Whole texts: a count above ``max_length_`` means the text is truncated by
-            :meth:`transform` (``long_text="truncate"``) or encoded as several windows
-            (``"chunk"``).
+            Whole texts, with the fitted prompt's tokens: a count above ``max_length_``
+            means the text is truncated by :meth:`transform` (``long_text="truncate"``)
+            or encoded as several windows (``"chunk"``).
         """
         check_is_fitted(self)
         from ._engine import token_counts
 
-        return token_counts(self._ensure_loaded(), validate_texts(X))
+        return token_counts(
+            self._ensure_loaded(), validate_texts(X), prompt_ids=self.settings_.prompt_ids
+        )
 
     def find_truncated(self, X):
         """Which texts are longer than ``max_length_`` tokens (tokenizes, runs no model).
