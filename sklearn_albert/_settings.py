@@ -55,6 +55,9 @@ class EncodeSettings:
     prompt_ids : tuple of int
         The prompt's token ids (tokenized on its own, without special tokens): they follow
         the model's leading special tokens in every window. Empty without a prompt.
+    truncate_dim : int or None
+        Output dimensions kept (the first ones), normalised after the cut when
+        ``normalize``; None keeps them all.
     """
 
     model_fingerprint: str
@@ -73,6 +76,7 @@ class EncodeSettings:
     calibration_id: str = None
     prompt: str = None
     prompt_ids: tuple = ()
+    truncate_dim: int = None
 
     def cache_namespace(self, loaded, *, calibration_id=None):
         """A short stable hash naming the computation that produces the cached summaries.
@@ -88,8 +92,9 @@ class EncodeSettings:
         token ids when there is a prompt (so prompted and plain vectors of a text never
         mix; without one the namespace is what it was before prompts existed).
 
-        Pooling, layers, their aggregation and normalisation are not part of it: they are
-        computed from the cached summaries, so every grid-search candidate shares them.
+        Pooling, layers, their aggregation, normalisation and ``truncate_dim`` are not part
+        of it: they are computed from the cached summaries, so every grid-search candidate
+        shares them.
 
         Parameters
         ----------
@@ -125,13 +130,18 @@ class EncodeSettings:
         return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
     def n_features(self, hidden_size):
-        """Number of output features for token vectors of ``hidden_size``."""
+        """Number of pooled features (before ``truncate_dim``) for ``hidden_size``."""
         return n_pooled_features(
             hidden_size,
             pooling=self.pooling,
             n_layers=len(self.layers),
             layer_aggregation=self.layer_aggregation,
         )
+
+    def n_features_out(self, hidden_size):
+        """Number of output features: the pooled ones, cut to ``truncate_dim``."""
+        n_features = self.n_features(hidden_size)
+        return n_features if self.truncate_dim is None else min(self.truncate_dim, n_features)
 
     def on_device(self, device, compute_dtype):
         """The same settings on another device (a pickle or folder loaded elsewhere)."""
@@ -220,6 +230,17 @@ def validated_prompt(prompt, prompt_ids, room, *, long_text, stride):
     return tuple(int(token) for token in prompt_ids)
 
 
+def validated_truncate_dim(truncate_dim, n_features):
+    """``truncate_dim`` if the pooled vectors have at least that many dimensions."""
+    if truncate_dim is not None and truncate_dim > n_features:
+        raise InvalidParameterError(
+            f"Got truncate_dim={truncate_dim} but this vectorizer's vectors have "
+            f"{n_features} dimensions (the checkpoint's width with this pooling and "
+            f"layers). Use an int in [1, {n_features}], or None to keep them all."
+        )
+    return None if truncate_dim is None else int(truncate_dim)
+
+
 def validated_embedding_cache(value):
     """``embedding_cache`` as "memory", None or a folder path; typos of options refused.
 
@@ -289,7 +310,7 @@ def resolve_settings(
         )
     if long_text == "chunk":
         stride = validated_stride(stride, room - len(prompt_ids))
-    return EncodeSettings(
+    settings = EncodeSettings(
         model_fingerprint=loaded.fingerprint,
         pooling=pooling,
         layers=layers,
@@ -307,3 +328,8 @@ def resolve_settings(
         prompt=prompt,
         prompt_ids=prompt_ids,
     )
+    truncate_dim = params.get("truncate_dim")
+    if truncate_dim is None:
+        return settings
+    truncate_dim = validated_truncate_dim(truncate_dim, settings.n_features(loaded.hidden_size))
+    return replace(settings, truncate_dim=truncate_dim)

@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._cache import embedding_cache_for
 from ._long_texts import CHUNK_AGGREGATIONS
+from ._output import finish_vectors
 from ._persistence import EncoderPersistence
 from ._pooling import POOLING_NAMES, features_from
 from ._settings import resolve_settings, validated_embedding_cache
@@ -50,6 +51,7 @@ SETTING_PARAMETERS = (
     "dtype",
     "revision",
     "prompt",
+    "truncate_dim",
 )
 
 
@@ -182,6 +184,14 @@ class AlbertVectorizer(
         ``prompt + text``. Prompted vectors are cached apart from plain ones. See
         :doc:`modern_models` for different prompts on queries and documents.
 
+    truncate_dim : int, default=None
+        Keep the first ``truncate_dim`` dimensions of each vector, for models trained
+        with a Matryoshka loss (nomic, mxbai, gte, OpenAI-style): smaller vectors that
+        keep most of the quality. With ``normalize=True`` the cut vector is normalised
+        again. It applies after the embedding cache, so a grid search over it encodes
+        each text once. At most the pooled width (``fit`` says the range); None keeps
+        every dimension.
+
     verbose : bool, default=False
         Show a progress bar while encoding.
 
@@ -238,9 +248,9 @@ class AlbertVectorizer(
 
     Notes
     -----
-    A grid search over ``pooling``, ``layers``, ``layer_aggregation`` and ``normalize``
-    encodes each text once: the cache keeps every layer's cls, mean and max vectors of a
-    forward pass and builds each candidate's features from them.
+    A grid search over ``pooling``, ``layers``, ``layer_aggregation``, ``normalize`` and
+    ``truncate_dim`` encodes each text once: the cache keeps every layer's cls, mean and
+    max vectors of a forward pass and builds each candidate's features from them.
 
     Examples
     --------
@@ -274,6 +284,7 @@ class AlbertVectorizer(
         "local_files_only": ["boolean"],
         "token_env": [str, None],
         "prompt": [str, None],
+        "truncate_dim": [Interval(Integral, 1, None, closed="left"), None],
         "verbose": ["boolean"],
     }
 
@@ -300,6 +311,7 @@ class AlbertVectorizer(
         local_files_only=False,
         token_env=None,
         prompt=None,
+        truncate_dim=None,
         verbose=False,
     ):
         self.model_name_or_path = model_name_or_path
@@ -322,6 +334,7 @@ class AlbertVectorizer(
         self.local_files_only = local_files_only
         self.token_env = token_env
         self.prompt = prompt
+        self.truncate_dim = truncate_dim
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
@@ -542,7 +555,7 @@ class AlbertVectorizer(
         self.settings_ = settings
         self.n_hidden_states_ = loaded.n_hidden_states
         self.hidden_size_ = loaded.hidden_size
-        self.n_features_out_ = settings.n_features(loaded.hidden_size)
+        self.n_features_out_ = settings.n_features_out(loaded.hidden_size)
         self.input_name_ = name
 
     # ------------------------------------------------------------------ encoding
@@ -629,7 +642,8 @@ class AlbertVectorizer(
             count=len(texts),
         )
         unique = list(position_of)
-        features = np.empty((len(unique), self.n_features_out_), dtype=np.float32)
+        # Pooled vectors: the cut and normalisation come after the cache (_output.py).
+        features = np.empty((len(unique), settings.n_features(self.hidden_size_)), np.float32)
         cache = embedding_cache_for(validated_embedding_cache(self.embedding_cache))
         todo = np.arange(len(unique))
         n_truncated = 0
@@ -645,9 +659,9 @@ class AlbertVectorizer(
                     n_truncated += self._encode(features, unique, todo, store, settings, tally)
         if self.max_length is None:  # a limit the user chose is no surprise: no warning
             _warn_truncated(n_truncated, len(unique), settings.max_length)
-        if settings.normalize:
-            norms = np.linalg.norm(features, axis=1, keepdims=True)
-            features /= np.maximum(norms, np.finfo(np.float32).tiny)
+        features = finish_vectors(
+            features, normalize=settings.normalize, truncate_dim=settings.truncate_dim
+        )
         return (features if len(unique) == len(texts) else features[inverse]), n_truncated
 
     def _cache_namespace(self, settings=None):
