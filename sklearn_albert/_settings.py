@@ -17,6 +17,7 @@ from numbers import Integral
 from sklearn.utils._param_validation import InvalidParameterError
 
 from ._batching import AUTO_TOKEN_BUDGET
+from ._output import output_width
 from ._pooling import POOLING_NAMES, n_pooled_features
 
 #: ``embedding_cache`` values that look like a misspelt option rather than a folder name.
@@ -58,6 +59,9 @@ class EncodeSettings:
     truncate_dim : int or None
         Output dimensions kept (the first ones), normalised after the cut when
         ``normalize``; None keeps them all.
+    output_dtype : {"float32", "int8", "uint8", "binary", "ubinary"}
+        How the finished vectors are stored (``_output.py``); int8 and uint8 use the
+        ranges the estimator fitted (``quantization_ranges_``).
     """
 
     model_fingerprint: str
@@ -77,6 +81,7 @@ class EncodeSettings:
     prompt: str = None
     prompt_ids: tuple = ()
     truncate_dim: int = None
+    output_dtype: str = "float32"
 
     def cache_namespace(self, loaded, *, calibration_id=None):
         """A short stable hash naming the computation that produces the cached summaries.
@@ -92,9 +97,9 @@ class EncodeSettings:
         token ids when there is a prompt (so prompted and plain vectors of a text never
         mix; without one the namespace is what it was before prompts existed).
 
-        Pooling, layers, their aggregation, normalisation and ``truncate_dim`` are not part
-        of it: they are computed from the cached summaries, so every grid-search candidate
-        shares them.
+        Pooling, layers, their aggregation, normalisation, ``truncate_dim`` and
+        ``output_dtype`` are not part of it: they are computed from the cached summaries,
+        so every grid-search candidate shares them.
 
         Parameters
         ----------
@@ -139,9 +144,12 @@ class EncodeSettings:
         )
 
     def n_features_out(self, hidden_size):
-        """Number of output features: the pooled ones, cut to ``truncate_dim``."""
+        """Number of output features: the pooled ones, cut to ``truncate_dim``, packed
+        eight to a byte for binary output."""
         n_features = self.n_features(hidden_size)
-        return n_features if self.truncate_dim is None else min(self.truncate_dim, n_features)
+        if self.truncate_dim is not None:
+            n_features = min(self.truncate_dim, n_features)
+        return output_width(n_features, self.output_dtype)
 
     def on_device(self, device, compute_dtype):
         """The same settings on another device (a pickle or folder loaded elsewhere)."""
@@ -327,6 +335,7 @@ def resolve_settings(
         calibration_id=calibration_id,
         prompt=prompt,
         prompt_ids=prompt_ids,
+        output_dtype=params.get("output_dtype", "float32"),
     )
     truncate_dim = params.get("truncate_dim")
     if truncate_dim is None:

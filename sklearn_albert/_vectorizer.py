@@ -23,7 +23,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._cache import embedding_cache_for
 from ._long_texts import CHUNK_AGGREGATIONS
-from ._output import finish_vectors
+from ._output import (
+    FITTED_RANGE_DTYPES,
+    OUTPUT_DTYPES,
+    finish_vectors,
+    fit_ranges,
+    quantize,
+)
 from ._persistence import EncoderPersistence
 from ._pooling import POOLING_NAMES, features_from
 from ._settings import resolve_settings, validated_embedding_cache
@@ -52,6 +58,7 @@ SETTING_PARAMETERS = (
     "revision",
     "prompt",
     "truncate_dim",
+    "output_dtype",
 )
 
 
@@ -192,6 +199,23 @@ class AlbertVectorizer(
         each text once. At most the pooled width (``fit`` says the range); None keeps
         every dimension.
 
+    output_dtype : {"float32", "int8", "uint8", "binary", "ubinary"}, default="float32"
+        The output's type, for compact storage and fast search:
+
+        - ``"int8"`` / ``"uint8"``: 256 levels per dimension, spread over that
+          dimension's range (minimum to maximum) over the texts given to ``fit``, kept in
+          ``quantization_ranges_``; values outside it are clipped. ``fit`` therefore
+          encodes its texts (``fit_transform`` in the same pass), and a text's codes
+          never depend on the other texts of a ``transform`` call.
+        - ``"ubinary"``: one bit per dimension, set when the value is positive, packed
+          eight to a byte by ``numpy.packbits`` (most significant bit first):
+          ``ceil(dims / 8)`` uint8 columns. ``"binary"``: the same bytes minus 128, as
+          int8 (sentence-transformers' layouts of the same names).
+
+        Quantization comes last: normalise, cut to ``truncate_dim``, normalise again,
+        quantize. It applies after the embedding cache, so a grid search over it encodes
+        each text once.
+
     verbose : bool, default=False
         Show a progress bar while encoding.
 
@@ -204,7 +228,13 @@ class AlbertVectorizer(
         ``batch_size`` and ``max_tokens_per_batch`` only pace the work and apply at once.
 
     n_features_out_ : int
-        Number of output features.
+        Number of output features: the pooled width, or ``truncate_dim``; in bytes
+        (``ceil(dims / 8)``) for binary output.
+
+    quantization_ranges_ : ndarray of shape (2, n_features_out_), float32
+        Only with ``output_dtype="int8"`` or ``"uint8"``: each dimension's minimum (row
+        0) and maximum (row 1) over the texts given to ``fit``, mapped onto the 256
+        levels.
 
     device_ : str
         The device the model runs on.
@@ -285,6 +315,7 @@ class AlbertVectorizer(
         "token_env": [str, None],
         "prompt": [str, None],
         "truncate_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "output_dtype": [StrOptions(set(OUTPUT_DTYPES))],
         "verbose": ["boolean"],
     }
 
@@ -312,6 +343,7 @@ class AlbertVectorizer(
         token_env=None,
         prompt=None,
         truncate_dim=None,
+        output_dtype="float32",
         verbose=False,
     ):
         self.model_name_or_path = model_name_or_path
@@ -335,13 +367,18 @@ class AlbertVectorizer(
         self.token_env = token_env
         self.prompt = prompt
         self.truncate_dim = truncate_dim
+        self.output_dtype = output_dtype
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Load the model and resolve every option against it. Nothing is learned from X.
+        """Load the model and resolve every option against it.
+
+        Nothing is learned from X, except with ``output_dtype="int8"`` or ``"uint8"``:
+        then its texts are encoded and each dimension's range is kept
+        (``quantization_ranges_``).
 
         Parameters
         ----------
@@ -357,6 +394,10 @@ class AlbertVectorizer(
         """
         name = input_name(X)
         texts = validate_texts(X)
+        if self.output_dtype in FITTED_RANGE_DTYPES:
+            self.fit_transform(texts)
+            self.input_name_ = name
+            return self
         self._fit(texts, name)
         from ._engine import token_counts
 
@@ -386,16 +427,21 @@ class AlbertVectorizer(
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_out\\_), float32
+        X_new : ndarray of shape (n_samples, n_features_out\\_)
+            float32, or the ``output_dtype``.
         """
         name = input_name(X)
         texts = validate_texts(X)
+        if self.output_dtype in FITTED_RANGE_DTYPES and not texts:
+            fit_ranges(np.empty((0, 0), np.float32), self.output_dtype)  # its error
         self._fit(texts, name)
         unknown = UnknownTokenTally(self._loaded.tokenizer)
-        features, n_truncated = self._embed(texts, tally=unknown)
+        vectors, n_truncated = self._embed(texts, tally=unknown)
         unknown.warn_if_mostly_unknown(stacklevel=4)
         self.n_truncated_ = n_truncated
-        return features
+        if self.settings_.output_dtype in FITTED_RANGE_DTYPES:
+            self.quantization_ranges_ = fit_ranges(vectors, self.settings_.output_dtype)
+        return self._quantized(vectors)
 
     def transform(self, X):
         """Embed each text.
@@ -409,14 +455,20 @@ class AlbertVectorizer(
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_out\\_), float32
-            A lazy float32 dask array (one block per partition) for a dask input, or a
-            dask DataFrame with ``set_output(transform="pandas")``.
+        X_new : ndarray of shape (n_samples, n_features_out\\_)
+            float32, or the ``output_dtype``. A lazy dask array (one block per
+            partition) for a dask input, or a dask DataFrame with
+            ``set_output(transform="pandas")``.
         """
         check_is_fitted(self)
         texts = validate_texts(X)
         self._warn_if_changed_since_fit()
-        return self._embed(texts)[0]
+        return self._quantized(self._embed(texts)[0])
+
+    def _quantized(self, vectors):
+        """``vectors`` in the fitted ``output_dtype`` (``_output.py``)."""
+        settings = self.settings_
+        return quantize(vectors, settings.output_dtype, getattr(self, "quantization_ranges_", None))
 
     def count_tokens(self, X):
         """Tokens each text takes, special tokens included (tokenizes, runs no model).
@@ -541,6 +593,7 @@ class AlbertVectorizer(
             compute_dtype=dtype_name(compute_dtype),
         )
         self._int8_encoder = None
+        vars(self).pop("quantization_ranges_", None)  # fitted anew for int8 and uint8 only
         if settings.compute_dtype == "int8":
             from dataclasses import replace
 
@@ -782,6 +835,7 @@ class AlbertVectorizer(
         "hidden_size_",
         "n_truncated_",
         "int8_calibration_",
+        "quantization_ranges_",
         "input_name_",
         "n_features_in_",
         "feature_names_in_",
