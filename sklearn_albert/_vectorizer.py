@@ -69,7 +69,8 @@ class AlbertVectorizer(
 
     The model is pretrained and stays frozen: ``fit`` loads it and checks the options
     against it, it learns nothing from ``X``. ``transform`` tokenizes, encodes in
-    length-sorted batches and pools each text into one float32 vector.
+    length-sorted batches and pools each text into one float32 vector (or a quantized one,
+    see ``output_dtype``).
 
     Parameters
     ----------
@@ -149,7 +150,8 @@ class AlbertVectorizer(
         application on (a sample of at most 300 of) its texts, or on a built-in sample
         when it sees fewer than 32 (``int8_calibration_`` says which and how long it
         took); results do not depend on the batch. See the devices page for speed and
-        fidelity. Outputs are always float32.
+        fidelity. Outputs are float32 whatever the precision (``output_dtype`` sets
+        another output type).
 
     embedding_cache : "memory", path-like or None, default="memory"
         Where encodings of already seen texts are kept, so that a text is encoded once per
@@ -189,7 +191,7 @@ class AlbertVectorizer(
         ``max_length``; pooling includes them, as sentence-transformers does. For a prompt
         ending in a space or punctuation, as these do, the model sees the tokens of
         ``prompt + text``. Prompted vectors are cached apart from plain ones. See
-        :doc:`modern_models` for different prompts on queries and documents.
+        :doc:`/modern_models` for different prompts on queries and documents.
 
     truncate_dim : int, default=None
         Keep the first ``truncate_dim`` dimensions of each vector, for models trained
@@ -231,7 +233,7 @@ class AlbertVectorizer(
         Number of output features: the pooled width, or ``truncate_dim``; in bytes
         (``ceil(dims / 8)``) for binary output.
 
-    quantization_ranges_ : ndarray of shape (2, n_features_out_), float32
+    quantization_ranges_ : ndarray of shape (2, n_features_out\\_), float32
         Only with ``output_dtype="int8"`` or ``"uint8"``: each dimension's minimum (row
         0) and maximum (row 1) over the texts given to ``fit``, mapped onto the 256
         levels.
@@ -925,7 +927,9 @@ class AlbertVectorizer(
         records : list of TokenEmbeddings
             One per text, in input order, with ``tokens`` (list of str), ``offsets``
             (``(n_tokens, 2)`` int64 character spans), ``embeddings`` (``(n_tokens,
-            n_features)`` float32; rows are L2-normalised when ``normalize=True``) and
+            n_features)`` float32; rows are L2-normalised when ``normalize=True``;
+            ``truncate_dim`` and ``output_dtype`` do not apply, ``prompt`` does: its
+            tokens are run before the text's but not returned) and
             ``truncated`` (whether tokens past ``max_length_`` were dropped).
 
         Examples

@@ -12,7 +12,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sklearn_albert import AlbertVectorizer, cache_info, skops_trusted_types
+from sklearn_albert import AlbertVectorizer, cache_info, most_similar, skops_trusted_types
 from sklearn_albert._files import embed_file
 
 FIT_TEXTS = generated_sentences(20, seed=61)
@@ -157,3 +157,9 @@ def test_the_command_lines_file_writer_keeps_the_output_dtype(vectorizer, tmp_pa
         written = pd.read_parquet(output).to_numpy()
     assert written.dtype == np.uint8
     np.testing.assert_array_equal(written, fitted.transform(NEW_TEXTS))
+
+
+def test_cosine_search_refuses_quantized_vectors(vectorizer):
+    message = "Got a vectorizer with output_dtype='ubinary': cosine similarity needs float"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        most_similar(["a query"], NEW_TEXTS, vectorizer.set_params(output_dtype="ubinary"))
