@@ -18,6 +18,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
+#: Output dtypes the command line offers: those that need no texts to fit.
+CLI_OUTPUT_DTYPES = ("float32", "binary", "ubinary")
 
 #: Advice in the library's warnings, as a command-line user acts on it.
 API_ADVICE_AS_FLAGS = {
@@ -105,7 +107,7 @@ def build_parser():
         help="embed a file of texts into .npy or .parquet",
         description="Embed a file of texts, in resumable chunks. Inputs: .txt (one text "
         "per line), .csv/.tsv (header row), .jsonl, .parquet. Outputs: .npy (float32 "
-        "array) or .parquet (one float32 column per feature).",
+        "array, or uint8/int8 with --output-dtype) or .parquet (one column per feature).",
     )
     embed.add_argument("input", metavar="INPUT", help="file of texts")
     embed.add_argument("-o", "--output", required=True, metavar="OUTPUT", help=".npy or .parquet")
@@ -127,6 +129,7 @@ def build_parser():
     )
     _add_long_text_options(embed)
     embed.add_argument("--normalize", action="store_true", help="scale each vector to unit length")
+    _add_output_options(embed)
     embed.add_argument(
         "--chunk-size",
         type=_positive_int,
@@ -310,6 +313,37 @@ def _long_text_params(args):
     return {"long_text": args.long_text, **given}
 
 
+def _add_output_options(parser):
+    parser.add_argument(
+        "--prompt",
+        default=None,
+        help="instruction put before every text, e.g. 'query: ' or 'passage: ' for e5 models",
+    )
+    parser.add_argument(
+        "--truncate-dim",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="keep the first N dimensions (Matryoshka models); renormalised with --normalize",
+    )
+    parser.add_argument(
+        "--output-dtype",
+        choices=CLI_OUTPUT_DTYPES,
+        default="float32",
+        help="float32, or sign bits packed eight to a byte: ubinary as uint8, binary as int8 "
+        "(int8 and uint8 levels are fitted on texts: use AlbertVectorizer in Python) "
+        "(default: float32)",
+    )
+
+
+def _output_params(args):
+    return {
+        "prompt": args.prompt,
+        "truncate_dim": args.truncate_dim,
+        "output_dtype": args.output_dtype,
+    }
+
+
 def _add_cluster_options(parser):
     parser.add_argument(
         "--scheduler",
@@ -360,7 +394,11 @@ def run_embed(args):
     texts = read_texts(args.input, column=args.column)
     texts = validate_texts(texts, parameter=_input_name(args))
     vectorizer = _vectorizer(
-        args, batch_size=args.batch_size, max_length=args.max_length, normalize=args.normalize
+        args,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        normalize=args.normalize,
+        **_output_params(args),
     )
     started = time.perf_counter()
     summary = embed_file(
@@ -369,7 +407,8 @@ def run_embed(args):
     seconds = time.perf_counter() - started
     reused = f", {summary['reused_chunks']} chunk(s) reused" if summary["reused_chunks"] else ""
     print(
-        f"Wrote {Path(output)} {summary['shape'][0]} x {summary['shape'][1]} float32 "
+        f"Wrote {Path(output)} {summary['shape'][0]} x {summary['shape'][1]} "
+        f"{vectorizer.output_dtype} "
         f"({vectorizer.model_name_or_path}, pooling={args.pooling}, device "
         f"{vectorizer.device_}, {vectorizer.dtype_}) in {seconds:.1f} s{reused}.",
         file=sys.stderr,
@@ -388,7 +427,11 @@ def run_embed_on_cluster(args):
     from .distributed import embed_to_parquet
 
     vectorizer = _vectorizer(
-        args, batch_size=args.batch_size, max_length=args.max_length, normalize=args.normalize
+        args,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        normalize=args.normalize,
+        **_output_params(args),
     )
     with Client(args.scheduler) as client:
         n_workers = len(client.nthreads())

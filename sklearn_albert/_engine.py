@@ -122,6 +122,9 @@ class Windows(NamedTuple):
 def cut_windows(content, loaded, settings, *, long_text=None):
     """One window per text (cropped to ``settings.max_length``), or several for long texts.
 
+    Every window starts with the model's leading special tokens and the prompt's tokens
+    (``settings.prompt_ids``), and ends with its trailing special tokens.
+
     Parameters
     ----------
     content : list of list of int
@@ -136,7 +139,9 @@ def cut_windows(content, loaded, settings, *, long_text=None):
     -------
     windows : Windows
     """
-    prefix, suffix = loaded.special_prefix, loaded.special_suffix
+    # A prompt's tokens lead every window, right after the model's own leading tokens.
+    prefix = [*loaded.special_prefix, *settings.prompt_ids]
+    suffix = loaded.special_suffix
     max_length = settings.max_length
     room = max(max_length - len(prefix) - len(suffix), 0)
     lengths = np.fromiter((len(ids) for ids in content), dtype=np.intp, count=len(content))
@@ -158,7 +163,7 @@ def cut_windows(content, loaded, settings, *, long_text=None):
     return Windows(ids, owner, n_windows, n_tokens.astype(np.int64), truncated)
 
 
-def token_counts(loaded, texts, *, tally=None):
+def token_counts(loaded, texts, *, tally=None, prompt_ids=()):
     """Tokens each whole text takes, special tokens included (tokenizes only).
 
     Parameters
@@ -167,13 +172,15 @@ def token_counts(loaded, texts, *, tally=None):
     texts : list of str
     tally : UnknownTokenTally, default=None
         Also counts the unknown tokens among the ids (``_unknown_tokens.py``).
+    prompt_ids : tuple of int, default=()
+        A prompt's token ids, counted with every text (as :func:`cut_windows` adds them).
 
     Returns
     -------
     counts : ndarray of shape (len(texts),), int64
         A text is truncated (or chunked) when its count exceeds ``max_length``.
     """
-    specials = len(loaded.special_prefix) + len(loaded.special_suffix)
+    specials = len(loaded.special_prefix) + len(prompt_ids) + len(loaded.special_suffix)
     content = tokenize(loaded.tokenizer, texts)
     if tally is not None:
         tally.add(content)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._output import output_dtype_of
+
 logger = logging.getLogger("sklearn_albert")
 
 INPUT_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".parquet")
@@ -235,7 +237,9 @@ def check_output_path(path, *, overwrite=False):
 
 
 def write_array(features, path, *, feature_names):
-    """Write ``features`` to ``.npy``, or ``.parquet`` with one float32 column per feature.
+    """Write ``features`` to ``.npy``, or ``.parquet`` with one column per feature.
+
+    Columns keep the array's dtype: float32, or int8 / uint8 for quantized output.
 
     The file appears complete or not at all: it is written under a fresh name beside
     ``path`` (created exclusively, so never through a planted link), synced to disk and
@@ -359,7 +363,8 @@ def embed_file(vectorizer, texts, output, *, chunk_size=1000, progress=False, fe
         (start, min(start + chunk_size, len(texts))) for start in range(0, len(texts), chunk_size)
     ]
     with _Sidecar(sidecar_folder(output)) as sidecar:
-        records = _finished_chunks(sidecar, job, bounds, vectorizer.n_features_out_)
+        shape = (vectorizer.n_features_out_, output_dtype_of(vectorizer.settings_))
+        records = _finished_chunks(sidecar, job, bounds, shape)
         reused = len(records)
         bar = _progress_bar(
             len(texts), sum(b - a for i, (a, b) in enumerate(bounds) if i in records), progress
@@ -369,7 +374,7 @@ def embed_file(vectorizer, texts, output, *, chunk_size=1000, progress=False, fe
                 if index in records:
                     continue
                 features = embed_chunk(vectorizer, texts[start:stop])
-                _save_chunk(sidecar, job, records, index, features)
+                _save_chunk(sidecar, job, records, index, features, shape[1])
                 bar.update(stop - start)
         finally:
             bar.close()
@@ -424,6 +429,11 @@ _NOT_IN_MANIFEST = frozenset(
     }
 )
 
+#: Parameters added after the manifest's format, with the value that leaves the output as
+#: before them: recorded only when set otherwise, so that older runs still resume.
+_LATER_PARAMETERS = {"prompt": None, "truncate_dim": None, "output_dtype": "float32"}
+_ALWAYS = object()
+
 
 def _manifest(vectorizer, texts, chunk_size):
     from ._persistence import to_json_value
@@ -436,8 +446,13 @@ def _manifest(vectorizer, texts, chunk_size):
     params = {
         name: value
         for name, value in vectorizer.get_params(deep=False).items()
-        if name not in _NOT_IN_MANIFEST
+        if name not in _NOT_IN_MANIFEST and _LATER_PARAMETERS.get(name, _ALWAYS) != value
     }
+    ranges = getattr(vectorizer, "quantization_ranges_", None)
+    if ranges is not None:  # fitted int8 or uint8 levels change the numbers
+        params["quantization_ranges"] = hashlib.blake2b(
+            np.ascontiguousarray(ranges, np.float32).tobytes(), digest_size=16
+        ).hexdigest()
     return {
         "texts": digest.hexdigest(),
         "n_texts": len(texts),
@@ -554,7 +569,7 @@ def _write_manifest(sidecar, job, records):
     sidecar.write(MANIFEST_FILE, content.encode("utf-8"))
 
 
-def _finished_chunks(sidecar, job, bounds, n_features):
+def _finished_chunks(sidecar, job, bounds, shape):
     """The records ``{index: {rows, bytes, blake2b}}`` of the chunks an earlier, identical
     run finished and that still verify; every other file of ours in the sidecar is removed."""
     names = sidecar.names()
@@ -580,7 +595,7 @@ def _finished_chunks(sidecar, job, bounds, n_features):
         for index in sorted(i for i in indices if i < len(bounds)):
             start, stop = bounds[index]
             record = recorded.get(str(index))
-            _, problem = _load_chunk(sidecar, index, record, stop - start, n_features)
+            _, problem = _load_chunk(sidecar, index, record, stop - start, shape)
             if problem is None:
                 records[index] = record
             else:
@@ -604,7 +619,7 @@ def _finished_chunks(sidecar, job, bounds, n_features):
     return records
 
 
-def _load_chunk(sidecar, index, record, rows, n_features):
+def _load_chunk(sidecar, index, record, rows, shape):
     """``(array, None)`` when chunk ``index`` verifies against its record, else ``(None, why)``."""
     if not (
         isinstance(record, dict)
@@ -622,8 +637,9 @@ def _load_chunk(sidecar, index, record, rows, n_features):
         array = np.load(io.BytesIO(content), allow_pickle=False)
     except (ValueError, OSError, EOFError):
         return None, "not a NumPy array"
-    if array.dtype != np.float32 or array.shape != (rows, n_features):
-        return None, f"not a float32 array of shape ({rows}, {n_features})"
+    n_features, dtype = shape
+    if array.dtype != dtype or array.shape != (rows, n_features):
+        return None, f"not a {dtype} array of shape ({rows}, {n_features})"
     return array, None
 
 
@@ -645,10 +661,10 @@ def _warn_recomputed(sidecar, problems, n_chunks):
     )
 
 
-def _save_chunk(sidecar, job, records, index, features):
+def _save_chunk(sidecar, job, records, index, features, dtype):
     """Write chunk ``index``, then record its rows and checksum in the manifest."""
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(features, dtype=np.float32), allow_pickle=False)
+    np.save(buffer, np.ascontiguousarray(features, dtype=dtype), allow_pickle=False)
     content = buffer.getvalue()
     try:
         sidecar.write(_chunk_name(index), content)
@@ -668,18 +684,19 @@ def _save_chunk(sidecar, job, records, index, features):
 
 def _assemble(sidecar, job, records, vectorizer, texts, bounds):
     """The output, from verified chunks; one that changed since it was checked is redone."""
-    n_features = vectorizer.n_features_out_
+    n_features, dtype = vectorizer.n_features_out_, output_dtype_of(vectorizer.settings_)
+    shape = (n_features, dtype)
     parts, problems = [], {}
     for index, (start, stop) in enumerate(bounds):
-        part, problem = _load_chunk(sidecar, index, records.get(index), stop - start, n_features)
+        part, problem = _load_chunk(sidecar, index, records.get(index), stop - start, shape)
         if part is None:
             problems.setdefault(problem, []).append(index)
-            part = np.ascontiguousarray(embed_chunk(vectorizer, texts[start:stop]), np.float32)
-            _save_chunk(sidecar, job, records, index, part)
+            part = np.ascontiguousarray(embed_chunk(vectorizer, texts[start:stop]), dtype)
+            _save_chunk(sidecar, job, records, index, part, dtype)
         parts.append(part)
     _warn_recomputed(sidecar, problems, len(bounds))
     if not parts:
-        return np.empty((0, n_features), dtype=np.float32)
+        return np.empty((0, n_features), dtype=dtype)
     return np.concatenate(parts)
 
 

@@ -17,6 +17,7 @@ from numbers import Integral
 from sklearn.utils._param_validation import InvalidParameterError
 
 from ._batching import AUTO_TOKEN_BUDGET
+from ._output import output_width
 from ._pooling import POOLING_NAMES, n_pooled_features
 
 #: ``embedding_cache`` values that look like a misspelt option rather than a folder name.
@@ -50,6 +51,17 @@ class EncodeSettings:
         Padded tokens per forward pass.
     calibration_id : str or None
         Identity of the int8 calibration fitted with, when ``compute_dtype="int8"``.
+    prompt : str or None
+        The instruction prefix of every text (``"query: "``), as given.
+    prompt_ids : tuple of int
+        The prompt's token ids (tokenized on its own, without special tokens): they follow
+        the model's leading special tokens in every window. Empty without a prompt.
+    truncate_dim : int or None
+        Output dimensions kept (the first ones), normalised after the cut when
+        ``normalize``; None keeps them all.
+    output_dtype : {"float32", "int8", "uint8", "binary", "ubinary"}
+        How the finished vectors are stored (``_output.py``); int8 and uint8 use the
+        ranges the estimator fitted (``quantization_ranges_``).
     """
 
     model_fingerprint: str
@@ -66,6 +78,10 @@ class EncodeSettings:
     batch_size: int
     max_tokens: int
     calibration_id: str = None
+    prompt: str = None
+    prompt_ids: tuple = ()
+    truncate_dim: int = None
+    output_dtype: str = "float32"
 
     def cache_namespace(self, loaded, *, calibration_id=None):
         """A short stable hash naming the computation that produces the cached summaries.
@@ -77,10 +93,13 @@ class EncodeSettings:
         (``loaded.tokenizer_fingerprint``). An estimator whose checkpoint changed since fit
         therefore writes and reads its own entries, never those of the model it was fitted
         with. With it: ``max_length``, the compute dtype, the device type and, for
-        ``long_text="chunk"``, the stride and the window aggregation.
+        ``long_text="chunk"``, the stride and the window aggregation, and the prompt's
+        token ids when there is a prompt (so prompted and plain vectors of a text never
+        mix; without one the namespace is what it was before prompts existed).
 
-        Pooling, layers, their aggregation and normalisation are not part of it: they are
-        computed from the cached summaries, so every grid-search candidate shares them.
+        Pooling, layers, their aggregation, normalisation, ``truncate_dim`` and
+        ``output_dtype`` are not part of it: they are computed from the cached summaries,
+        so every grid-search candidate shares them.
 
         Parameters
         ----------
@@ -110,18 +129,27 @@ class EncodeSettings:
                 self.compute_dtype,
                 self.device.split(":")[0],
                 chunking,
+                *((self.prompt_ids,) if self.prompt_ids else ()),
             )
         )
         return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
     def n_features(self, hidden_size):
-        """Number of output features for token vectors of ``hidden_size``."""
+        """Number of pooled features (before ``truncate_dim``) for ``hidden_size``."""
         return n_pooled_features(
             hidden_size,
             pooling=self.pooling,
             n_layers=len(self.layers),
             layer_aggregation=self.layer_aggregation,
         )
+
+    def n_features_out(self, hidden_size):
+        """Number of output features: the pooled ones, cut to ``truncate_dim``, packed
+        eight to a byte for binary output."""
+        n_features = self.n_features(hidden_size)
+        if self.truncate_dim is not None:
+            n_features = min(self.truncate_dim, n_features)
+        return output_width(n_features, self.output_dtype)
 
     def on_device(self, device, compute_dtype):
         """The same settings on another device (a pickle or folder loaded elsewhere)."""
@@ -190,6 +218,37 @@ def validated_stride(stride, room):
     return int(stride)
 
 
+def validated_prompt(prompt, prompt_ids, room, *, long_text, stride):
+    """``prompt_ids`` if they leave room for text in a window, else an error naming why.
+
+    ``room`` is a window's room for tokens besides the special ones (``max_length`` minus
+    the special tokens); the prompt takes ``len(prompt_ids)`` of it in every window.
+    """
+    chunking = long_text == "chunk"
+    needed = 1 + (stride if chunking else 0)
+    if room - len(prompt_ids) < needed:
+        why = (
+            f", and long_text='chunk' needs more than stride={stride} for text" if chunking else ""
+        )
+        raise InvalidParameterError(
+            f"Got prompt={prompt!r}, {len(prompt_ids)} tokens, but a window holds only "
+            f"{room} tokens besides the special ones{why}. Use a shorter prompt or a larger "
+            "max_length."
+        )
+    return tuple(int(token) for token in prompt_ids)
+
+
+def validated_truncate_dim(truncate_dim, n_features):
+    """``truncate_dim`` if the pooled vectors have at least that many dimensions."""
+    if truncate_dim is not None and truncate_dim > n_features:
+        raise InvalidParameterError(
+            f"Got truncate_dim={truncate_dim} but this vectorizer's vectors have "
+            f"{n_features} dimensions (the checkpoint's width with this pooling and "
+            f"layers). Use an int in [1, {n_features}], or None to keep them all."
+        )
+    return None if truncate_dim is None else int(truncate_dim)
+
+
 def validated_embedding_cache(value):
     """``embedding_cache`` as "memory", None or a folder path; typos of options refused.
 
@@ -246,10 +305,20 @@ def resolve_settings(
     max_length = validated_max_length(params["max_length"], loaded.max_length)
     long_text = params.get("long_text", "truncate")
     stride = params.get("stride", 0)
+    room = max_length - len(loaded.special_prefix) - len(loaded.special_suffix)
+    prompt = params.get("prompt")
+    prompt_ids = ()
+    if prompt:
+        prompt_ids = validated_prompt(
+            prompt,
+            loaded.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"],
+            room,
+            long_text=long_text,
+            stride=stride,
+        )
     if long_text == "chunk":
-        room = max_length - len(loaded.special_prefix) - len(loaded.special_suffix)
-        stride = validated_stride(stride, room)
-    return EncodeSettings(
+        stride = validated_stride(stride, room - len(prompt_ids))
+    settings = EncodeSettings(
         model_fingerprint=loaded.fingerprint,
         pooling=pooling,
         layers=layers,
@@ -264,4 +333,12 @@ def resolve_settings(
         batch_size=int(params["batch_size"]),
         max_tokens=token_budget(params.get("max_tokens_per_batch", "auto"), device),
         calibration_id=calibration_id,
+        prompt=prompt,
+        prompt_ids=prompt_ids,
+        output_dtype=params.get("output_dtype", "float32"),
     )
+    truncate_dim = params.get("truncate_dim")
+    if truncate_dim is None:
+        return settings
+    truncate_dim = validated_truncate_dim(truncate_dim, settings.n_features(loaded.hidden_size))
+    return replace(settings, truncate_dim=truncate_dim)

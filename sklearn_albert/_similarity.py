@@ -137,6 +137,14 @@ def most_similar(query_texts, corpus_texts, vectorizer, *, top_k=5):
         check_is_fitted(vectorizer)
     except NotFittedError:
         vectorizer = clone(vectorizer).fit(corpus)
+    output_dtype = getattr(getattr(vectorizer, "settings_", None), "output_dtype", "float32")
+    if output_dtype != "float32":
+        raise ValueError(
+            f"Got a vectorizer with output_dtype={output_dtype!r}: cosine similarity needs "
+            "float vectors. Use output_dtype='float32' here (quantized vectors are for a "
+            "vector store: compare int8 codes by dot product, binary ones by Hamming "
+            "distance)."
+        )
     corpus_vectors = _unit_rows(vectorizer.transform(corpus), "corpus embeddings")
     query_vectors = _unit_rows(vectorizer.transform(queries), "query embeddings")
     top_k = min(top_k, len(corpus))

@@ -91,11 +91,13 @@ def transform_tokens(
     """
     _check_options(word_level, word_aggregation)
     pieces = tokenize_with_offsets(loaded.tokenizer, texts)
-    prefix, suffix = len(loaded.special_prefix), len(loaded.special_suffix)
+    # The prompt's tokens (settings.prompt_ids) follow the leading special tokens.
+    prefix = len(loaded.special_prefix) + len(settings.prompt_ids)
+    suffix = len(loaded.special_suffix)
     vectors = [None] * len(texts)
     for batch, rows in encode_token_states(loaded, runner, [row.ids for row in pieces], settings):
         for index, states in zip(batch, rows):
-            vectors[index] = states[prefix : len(states) - suffix]  # drop the special tokens
+            vectors[index] = states[prefix : len(states) - suffix]  # drop special and prompt tokens
 
     records = []
     for text, row, states in zip(texts, pieces, vectors):

@@ -23,6 +23,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._cache import embedding_cache_for
 from ._long_texts import CHUNK_AGGREGATIONS
+from ._output import (
+    FITTED_RANGE_DTYPES,
+    OUTPUT_DTYPES,
+    finish_vectors,
+    fit_ranges,
+    quantize,
+)
 from ._persistence import EncoderPersistence
 from ._pooling import POOLING_NAMES, features_from
 from ._settings import resolve_settings, validated_embedding_cache
@@ -49,6 +56,9 @@ SETTING_PARAMETERS = (
     "device",
     "dtype",
     "revision",
+    "prompt",
+    "truncate_dim",
+    "output_dtype",
 )
 
 
@@ -59,7 +69,8 @@ class AlbertVectorizer(
 
     The model is pretrained and stays frozen: ``fit`` loads it and checks the options
     against it, it learns nothing from ``X``. ``transform`` tokenizes, encodes in
-    length-sorted batches and pools each text into one float32 vector.
+    length-sorted batches and pools each text into one float32 vector (or a quantized one,
+    see ``output_dtype``).
 
     Parameters
     ----------
@@ -139,7 +150,8 @@ class AlbertVectorizer(
         application on (a sample of at most 300 of) its texts, or on a built-in sample
         when it sees fewer than 32 (``int8_calibration_`` says which and how long it
         took); results do not depend on the batch. See the devices page for speed and
-        fidelity. Outputs are always float32.
+        fidelity. Outputs are float32 whatever the precision (``output_dtype`` sets
+        another output type).
 
     embedding_cache : "memory", path-like or None, default="memory"
         Where encodings of already seen texts are kept, so that a text is encoded once per
@@ -171,6 +183,41 @@ class AlbertVectorizer(
         Name of an environment variable holding a hub token for private checkpoints. The
         token itself is never stored in the estimator or its pickle.
 
+    prompt : str, default=None
+        An instruction put before every text, such as ``"query: "`` or ``"passage: "``
+        for the e5 family (bge, gte and nomic models ask for theirs). It is tokenized on
+        its own and its tokens follow the model's leading special tokens in every window
+        (each window of a chunked long text starts with it), and count against
+        ``max_length``; pooling includes them, as sentence-transformers does. For a prompt
+        ending in a space or punctuation, as these do, the model sees the tokens of
+        ``prompt + text``. Prompted vectors are cached apart from plain ones. See
+        :doc:`/modern_models` for different prompts on queries and documents.
+
+    truncate_dim : int, default=None
+        Keep the first ``truncate_dim`` dimensions of each vector, for models trained
+        with a Matryoshka loss (nomic, mxbai, gte, OpenAI-style): smaller vectors that
+        keep most of the quality. With ``normalize=True`` the cut vector is normalised
+        again. It applies after the embedding cache, so a grid search over it encodes
+        each text once. At most the pooled width (``fit`` says the range); None keeps
+        every dimension.
+
+    output_dtype : {"float32", "int8", "uint8", "binary", "ubinary"}, default="float32"
+        The output's type, for compact storage and fast search:
+
+        - ``"int8"`` / ``"uint8"``: 256 levels per dimension, spread over that
+          dimension's range (minimum to maximum) over the texts given to ``fit``, kept in
+          ``quantization_ranges_``; values outside it are clipped. ``fit`` therefore
+          encodes its texts (``fit_transform`` in the same pass), and a text's codes
+          never depend on the other texts of a ``transform`` call.
+        - ``"ubinary"``: one bit per dimension, set when the value is positive, packed
+          eight to a byte by ``numpy.packbits`` (most significant bit first):
+          ``ceil(dims / 8)`` uint8 columns. ``"binary"``: the same bytes minus 128, as
+          int8 (sentence-transformers' layouts of the same names).
+
+        Quantization comes last: normalise, cut to ``truncate_dim``, normalise again,
+        quantize. It applies after the embedding cache, so a grid search over it encodes
+        each text once.
+
     verbose : bool, default=False
         Show a progress bar while encoding.
 
@@ -183,7 +230,13 @@ class AlbertVectorizer(
         ``batch_size`` and ``max_tokens_per_batch`` only pace the work and apply at once.
 
     n_features_out_ : int
-        Number of output features.
+        Number of output features: the pooled width, or ``truncate_dim``; in bytes
+        (``ceil(dims / 8)``) for binary output.
+
+    quantization_ranges_ : ndarray of shape (2, n_features_out\\_), float32
+        Only with ``output_dtype="int8"`` or ``"uint8"``: each dimension's minimum (row
+        0) and maximum (row 1) over the texts given to ``fit``, mapped onto the 256
+        levels.
 
     device_ : str
         The device the model runs on.
@@ -227,9 +280,9 @@ class AlbertVectorizer(
 
     Notes
     -----
-    A grid search over ``pooling``, ``layers``, ``layer_aggregation`` and ``normalize``
-    encodes each text once: the cache keeps every layer's cls, mean and max vectors of a
-    forward pass and builds each candidate's features from them.
+    A grid search over ``pooling``, ``layers``, ``layer_aggregation``, ``normalize`` and
+    ``truncate_dim`` encodes each text once: the cache keeps every layer's cls, mean and
+    max vectors of a forward pass and builds each candidate's features from them.
 
     Examples
     --------
@@ -262,6 +315,9 @@ class AlbertVectorizer(
         "cache_dir": [str, os.PathLike, None],
         "local_files_only": ["boolean"],
         "token_env": [str, None],
+        "prompt": [str, None],
+        "truncate_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "output_dtype": [StrOptions(set(OUTPUT_DTYPES))],
         "verbose": ["boolean"],
     }
 
@@ -287,6 +343,9 @@ class AlbertVectorizer(
         cache_dir=None,
         local_files_only=False,
         token_env=None,
+        prompt=None,
+        truncate_dim=None,
+        output_dtype="float32",
         verbose=False,
     ):
         self.model_name_or_path = model_name_or_path
@@ -308,13 +367,20 @@ class AlbertVectorizer(
         self.cache_dir = cache_dir
         self.local_files_only = local_files_only
         self.token_env = token_env
+        self.prompt = prompt
+        self.truncate_dim = truncate_dim
+        self.output_dtype = output_dtype
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Load the model and resolve every option against it. Nothing is learned from X.
+        """Load the model and resolve every option against it.
+
+        Nothing is learned from X, except with ``output_dtype="int8"`` or ``"uint8"``:
+        then its texts are encoded and each dimension's range is kept
+        (``quantization_ranges_``).
 
         Parameters
         ----------
@@ -330,12 +396,21 @@ class AlbertVectorizer(
         """
         name = input_name(X)
         texts = validate_texts(X)
+        if self.output_dtype in FITTED_RANGE_DTYPES:
+            self.fit_transform(texts)
+            self.input_name_ = name
+            return self
         self._fit(texts, name)
         from ._engine import token_counts
 
         # Distinct texts, as fit_transform (which encodes each distinct text once) counts.
         unknown = UnknownTokenTally(self._loaded.tokenizer)
-        counts = token_counts(self._loaded, list(dict.fromkeys(texts)), tally=unknown)
+        counts = token_counts(
+            self._loaded,
+            list(dict.fromkeys(texts)),
+            tally=unknown,
+            prompt_ids=self.settings_.prompt_ids,
+        )
         unknown.warn_if_mostly_unknown(stacklevel=3)
         cropped = counts > self.settings_.max_length
         self.n_truncated_ = int(cropped.sum()) if self.settings_.long_text == "truncate" else 0
@@ -354,16 +429,21 @@ class AlbertVectorizer(
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_out\\_), float32
+        X_new : ndarray of shape (n_samples, n_features_out\\_)
+            float32, or the ``output_dtype``.
         """
         name = input_name(X)
         texts = validate_texts(X)
+        if self.output_dtype in FITTED_RANGE_DTYPES and not texts:
+            fit_ranges(np.empty((0, 0), np.float32), self.output_dtype)  # its error
         self._fit(texts, name)
         unknown = UnknownTokenTally(self._loaded.tokenizer)
-        features, n_truncated = self._embed(texts, tally=unknown)
+        vectors, n_truncated = self._embed(texts, tally=unknown)
         unknown.warn_if_mostly_unknown(stacklevel=4)
         self.n_truncated_ = n_truncated
-        return features
+        if self.settings_.output_dtype in FITTED_RANGE_DTYPES:
+            self.quantization_ranges_ = fit_ranges(vectors, self.settings_.output_dtype)
+        return self._quantized(vectors)
 
     def transform(self, X):
         """Embed each text.
@@ -377,14 +457,20 @@ class AlbertVectorizer(
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_out\\_), float32
-            A lazy float32 dask array (one block per partition) for a dask input, or a
-            dask DataFrame with ``set_output(transform="pandas")``.
+        X_new : ndarray of shape (n_samples, n_features_out\\_)
+            float32, or the ``output_dtype``. A lazy dask array (one block per
+            partition) for a dask input, or a dask DataFrame with
+            ``set_output(transform="pandas")``.
         """
         check_is_fitted(self)
         texts = validate_texts(X)
         self._warn_if_changed_since_fit()
-        return self._embed(texts)[0]
+        return self._quantized(self._embed(texts)[0])
+
+    def _quantized(self, vectors):
+        """``vectors`` in the fitted ``output_dtype`` (``_output.py``)."""
+        settings = self.settings_
+        return quantize(vectors, settings.output_dtype, getattr(self, "quantization_ranges_", None))
 
     def count_tokens(self, X):
         """Tokens each text takes, special tokens included (tokenizes, runs no model).
@@ -397,14 +483,16 @@ class AlbertVectorizer(
         Returns
         -------
         counts : ndarray of shape (n_samples,), int64
-            Whole texts: a count above ``max_length_`` means the text is truncated by
-            :meth:`transform` (``long_text="truncate"``) or encoded as several windows
-            (``"chunk"``).
+            Whole texts, with the fitted prompt's tokens: a count above ``max_length_``
+            means the text is truncated by :meth:`transform` (``long_text="truncate"``)
+            or encoded as several windows (``"chunk"``).
         """
         check_is_fitted(self)
         from ._engine import token_counts
 
-        return token_counts(self._ensure_loaded(), validate_texts(X))
+        return token_counts(
+            self._ensure_loaded(), validate_texts(X), prompt_ids=self.settings_.prompt_ids
+        )
 
     def find_truncated(self, X):
         """Which texts are longer than ``max_length_`` tokens (tokenizes, runs no model).
@@ -507,6 +595,7 @@ class AlbertVectorizer(
             compute_dtype=dtype_name(compute_dtype),
         )
         self._int8_encoder = None
+        vars(self).pop("quantization_ranges_", None)  # fitted anew for int8 and uint8 only
         if settings.compute_dtype == "int8":
             from dataclasses import replace
 
@@ -521,7 +610,7 @@ class AlbertVectorizer(
         self.settings_ = settings
         self.n_hidden_states_ = loaded.n_hidden_states
         self.hidden_size_ = loaded.hidden_size
-        self.n_features_out_ = settings.n_features(loaded.hidden_size)
+        self.n_features_out_ = settings.n_features_out(loaded.hidden_size)
         self.input_name_ = name
 
     # ------------------------------------------------------------------ encoding
@@ -608,7 +697,8 @@ class AlbertVectorizer(
             count=len(texts),
         )
         unique = list(position_of)
-        features = np.empty((len(unique), self.n_features_out_), dtype=np.float32)
+        # Pooled vectors: the cut and normalisation come after the cache (_output.py).
+        features = np.empty((len(unique), settings.n_features(self.hidden_size_)), np.float32)
         cache = embedding_cache_for(validated_embedding_cache(self.embedding_cache))
         todo = np.arange(len(unique))
         n_truncated = 0
@@ -624,9 +714,9 @@ class AlbertVectorizer(
                     n_truncated += self._encode(features, unique, todo, store, settings, tally)
         if self.max_length is None:  # a limit the user chose is no surprise: no warning
             _warn_truncated(n_truncated, len(unique), settings.max_length)
-        if settings.normalize:
-            norms = np.linalg.norm(features, axis=1, keepdims=True)
-            features /= np.maximum(norms, np.finfo(np.float32).tiny)
+        features = finish_vectors(
+            features, normalize=settings.normalize, truncate_dim=settings.truncate_dim
+        )
         return (features if len(unique) == len(texts) else features[inverse]), n_truncated
 
     def _cache_namespace(self, settings=None):
@@ -747,6 +837,7 @@ class AlbertVectorizer(
         "hidden_size_",
         "n_truncated_",
         "int8_calibration_",
+        "quantization_ranges_",
         "input_name_",
         "n_features_in_",
         "feature_names_in_",
@@ -836,7 +927,9 @@ class AlbertVectorizer(
         records : list of TokenEmbeddings
             One per text, in input order, with ``tokens`` (list of str), ``offsets``
             (``(n_tokens, 2)`` int64 character spans), ``embeddings`` (``(n_tokens,
-            n_features)`` float32; rows are L2-normalised when ``normalize=True``) and
+            n_features)`` float32; rows are L2-normalised when ``normalize=True``;
+            ``truncate_dim`` and ``output_dtype`` do not apply, ``prompt`` does: its
+            tokens are run before the text's but not returned) and
             ``truncated`` (whether tokens past ``max_length_`` were dropped).
 
         Examples

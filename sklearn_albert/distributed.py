@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ._hosts import received
+from ._output import output_dtype_of
 from ._settings import EncodeSettings
 
 __all__ = ["EmbedSummary", "embed_to_parquet", "parallel_predict", "transform_collection"]
@@ -56,6 +57,11 @@ OUTPUT_SETTINGS = tuple(
     if field.name
     not in {"model_fingerprint", "compute_dtype", "device", "batch_size", "max_tokens"}
 )
+
+# Settings added after format 2, with the value that leaves the output as it was before
+# them: recorded only when set otherwise, so that a job written before them resumes.
+LATER_SETTINGS = {"prompt": None, "prompt_ids": (), "truncate_dim": None, "output_dtype": "float32"}
+_ALWAYS = object()
 
 
 def is_dask_collection(X):
@@ -86,7 +92,8 @@ def transform_collection(vectorizer, X):
     Returns
     -------
     embeddings : dask.array.Array or dask.dataframe.DataFrame
-        A lazy float32 array of shape ``(n_texts, n_features_out_)`` with one block per
+        A lazy array of shape ``(n_texts, n_features_out_)``, float32 or the
+        vectorizer's ``output_dtype``, with one block per
         partition of ``X`` (row counts unknown until computed). With
         ``vectorizer.set_output(transform="pandas")``, a dask DataFrame with the
         vectorizer's feature names as columns and ``X``'s index.
@@ -123,7 +130,8 @@ def transform_collection(vectorizer, X):
 
 def _embed_block(texts, digest, shipped):
     vectorizer = received(digest, shipped)
-    return np.asarray(vectorizer.transform(texts.tolist()), dtype=np.float32)
+    dtype = output_dtype_of(vectorizer.settings_)
+    return np.asarray(vectorizer.transform(texts.tolist()), dtype=dtype)
 
 
 def _embed_frame(texts, digest, shipped, columns):
@@ -216,7 +224,8 @@ def _output_meta(estimator, method):
     if method == "transform":
         last = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
         n_features = len(estimator.get_feature_names_out())
-        dtype = np.float32 if type(last).__name__ == "AlbertVectorizer" else np.float64
+        is_vectorizer = type(last).__name__ == "AlbertVectorizer"
+        dtype = output_dtype_of(last.settings_) if is_vectorizer else np.float64
         return np.empty((0, n_features), dtype=dtype)
     if method == "predict":
         dtype = np.asarray(classes).dtype if classes is not None else np.float64
@@ -319,8 +328,9 @@ def embed_to_parquet(
     Notes
     -----
     Each file has two columns: the id column and ``embedding``, a fixed-size list of
-    ``n_features_out_`` float32. ``pandas.read_parquet(output_dir)`` (or
-    ``dask.dataframe.read_parquet``) reads the parts back in order.
+    ``n_features_out_`` float32 (int8 or uint8 with another ``output_dtype``).
+    ``pandas.read_parquet(output_dir)`` (or ``dask.dataframe.read_parquet``) reads the
+    parts back in order.
 
     The digest pass costs one read of the input (without ``id_column``, it also counts
     the rows each id needs, a pass made anyway). A resumed run also reads the kept part
@@ -409,7 +419,8 @@ def _write_part(part, output_dir, index, offset, text_column, id_column, digest,
         )
     vectorizer = received(digest, shipped)
     features = np.ascontiguousarray(
-        vectorizer.transform(part[text_column].tolist()), dtype=np.float32
+        vectorizer.transform(part[text_column].tolist()),
+        dtype=output_dtype_of(vectorizer.settings_),
     )
     if id_column is None:
         ids = pa.array(np.arange(offset, offset + len(part), dtype=np.int64))
@@ -551,8 +562,22 @@ def _manifest(vectorizer, frame, text_column, id_column, rows):
         "model_fingerprint": vectorizer.model_fingerprint_,
         "n_features": int(vectorizer.n_features_out_),
         "dtype": vectorizer.dtype_,
-        "settings": {name: repr(getattr(settings, name)) for name in OUTPUT_SETTINGS},
+        "settings": {
+            name: repr(getattr(settings, name))
+            for name in OUTPUT_SETTINGS
+            if LATER_SETTINGS.get(name, _ALWAYS) != getattr(settings, name)
+        },
+        **_quantization_record(vectorizer),
     }
+
+
+def _quantization_record(vectorizer):
+    """The digest of fitted int8 or uint8 ranges, which change the numbers written."""
+    ranges = getattr(vectorizer, "quantization_ranges_", None)
+    if ranges is None:
+        return {}
+    digest = hashlib.blake2b(np.ascontiguousarray(ranges, np.float32).tobytes(), digest_size=16)
+    return {"quantization_ranges": digest.hexdigest()}
 
 
 def _claim_output_dir(output_dir, manifest, overwrite):

@@ -11,9 +11,19 @@ import numpy as np
 
 __all__ = ["embedding_udf"]
 
+#: Each ``output_dtype``'s Spark element type and the numpy dtype handed to it: Spark has
+#: no unsigned byte, so uint8 codes travel as shorts (0 to 255).
+SPARK_ELEMENT_TYPES = {
+    "float32": ("FloatType", np.float32),
+    "int8": ("ByteType", np.int8),
+    "binary": ("ByteType", np.int8),
+    "uint8": ("ShortType", np.int16),
+    "ubinary": ("ShortType", np.int16),
+}
+
 
 def embedding_udf(vectorizer, *, batch_size=256):
-    """A pandas UDF that embeds a string column into ``array<float>`` rows.
+    """A pandas UDF that embeds a string column into ``array<float>`` rows (or integers).
 
     Parameters
     ----------
@@ -31,7 +41,9 @@ def embedding_udf(vectorizer, *, batch_size=256):
     udf : callable
         Call it on a column of strings: ``df.withColumn("embedding", udf("text"))``. Each
         row gets ``n_features_out_`` float32 values (Spark's ``array<float>``), in the
-        rows' own order. Null texts are an error (filter them out first).
+        rows' own order. With ``output_dtype="int8"`` or ``"binary"`` they are
+        ``array<tinyint>``; with ``"uint8"`` or ``"ubinary"`` ``array<smallint>`` (Spark
+        has no unsigned byte). Null texts are an error (filter them out first).
 
     Examples
     --------
@@ -46,7 +58,7 @@ def embedding_udf(vectorizer, *, batch_size=256):
     check_is_fitted(vectorizer)
     try:
         from pyspark.ml.functions import predict_batch_udf
-        from pyspark.sql.types import ArrayType, FloatType
+        from pyspark.sql import types
     except ImportError as error:
         raise ImportError(
             "sklearn_albert.spark needs pyspark: pip install 'sklearn-albert[spark]'."
@@ -57,14 +69,15 @@ def embedding_udf(vectorizer, *, batch_size=256):
     # and each worker unpickles a private copy.
     payload = cloudpickle.dumps(vectorizer)
     n_features = int(vectorizer.n_features_out_)
+    element_type, dtype = SPARK_ELEMENT_TYPES[vectorizer.settings_.output_dtype]
     return predict_batch_udf(
-        lambda: _make_embed(payload, n_features),
-        return_type=ArrayType(FloatType()),
+        lambda: _make_embed(payload, n_features, dtype),
+        return_type=types.ArrayType(getattr(types, element_type)()),
         batch_size=int(batch_size),
     )
 
 
-def _make_embed(payload, n_features):
+def _make_embed(payload, n_features, dtype):
     """The per-worker factory: unpickle the vectorizer once, return the batch function."""
     import pickle
 
@@ -76,7 +89,7 @@ def _make_embed(payload, n_features):
 
     def embed(texts):
         if len(texts) == 0:
-            return np.empty((0, n_features), dtype=np.float32)
-        return np.asarray(vectorizer.transform(texts.tolist()), dtype=np.float32)
+            return np.empty((0, n_features), dtype=dtype)
+        return np.asarray(vectorizer.transform(texts.tolist()), dtype=dtype)
 
     return embed

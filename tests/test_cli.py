@@ -112,6 +112,23 @@ def test_embed_writes_parquet_with_one_column_per_feature(
     np.testing.assert_allclose(result, expected, atol=1e-6)
 
 
+def test_embed_passes_prompt_truncate_dim_and_output_dtype(
+    text_file, tmp_path, model_options, vectorizer, capsys
+):
+    output = tmp_path / "out.npy"
+    options = ["--prompt", "query: ", "--truncate-dim", "20", "--output-dtype", "ubinary"]
+
+    status, _, err = run(["embed", text_file, "-o", output, "-q", *options, *model_options], capsys)
+
+    assert status == 0, err
+    assert "x 3 ubinary" in err
+    params = {"prompt": "query: ", "truncate_dim": 20, "output_dtype": "ubinary"}
+    expected = vectorizer.set_params(device="cpu", **params).fit([]).transform(TEXTS)
+    result = np.load(output)
+    assert result.dtype == np.uint8
+    np.testing.assert_array_equal(result, expected)
+
+
 def test_embed_passes_pooling_and_normalize(text_file, tmp_path, model_options, capsys):
     output = tmp_path / "out.npy"
 

@@ -492,3 +492,23 @@ def test_a_worker_killed_mid_job_leaves_complete_output_with_every_id_once(
     np.testing.assert_allclose(
         np.stack(written["embedding"]), vectorizer.transform(many), atol=1e-4
     )
+
+
+def test_quantized_output_keeps_its_dtype_lazily_and_in_parquet(
+    client, vectorizer, texts, tmp_path
+):
+    vectorizer.set_params(output_dtype="int8", truncate_dim=16).fit(TEXTS[:30])
+    expected = vectorizer.transform(TEXTS)
+
+    embeddings = vectorizer.transform(texts)
+    embed_to_parquet(texts.to_frame(), tmp_path / "out", vectorizer, progress=False)
+
+    assert embeddings.dtype == np.int8
+    np.testing.assert_array_equal(embeddings.compute(), expected)
+    schema = pa.parquet.read_schema(tmp_path / "out" / "part-00000.parquet")
+    assert schema.field("embedding").type == pa.list_(pa.int8(), 16)
+    np.testing.assert_array_equal(np.stack(read_parts(tmp_path / "out")["embedding"]), expected)
+    # Other fitted ranges write other numbers: the folder is another job's.
+    refitted = clone(vectorizer).fit(TEXTS[30:])
+    with pytest.raises(ValueError, match="quantization_ranges"):
+        embed_to_parquet(texts.to_frame(), tmp_path / "out", refitted, progress=False)

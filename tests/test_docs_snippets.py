@@ -58,6 +58,7 @@ PREAMBLES = {
     "README.md": _DATA,
     "index.rst": _DATA,
     "pooling.rst": _DATA,
+    "modern_models.rst": "",
     "user_guide.rst": _DATA,
     "fine_tuning.rst": _DATA
     + """\

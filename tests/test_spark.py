@@ -61,6 +61,19 @@ def test_embedding_udf_equals_transform(spark, vectorizer):
     np.testing.assert_allclose(embedded, vectorizer.transform(TEXTS), atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("output_dtype", "spark_type"), [("int8", "tinyint"), ("ubinary", "smallint")]
+)
+def test_quantized_output_travels_as_spark_integers(spark, vectorizer, output_dtype, spark_type):
+    vectorizer.set_params(output_dtype=output_dtype).fit(TEXTS)
+    frame = spark.createDataFrame(list(enumerate(TEXTS[:20])), ["id", "text"])
+    rows = frame.withColumn("embedding", embedding_udf(vectorizer)("text"))
+    assert rows.schema["embedding"].dataType.simpleString() == f"array<{spark_type}>"
+    collected = sorted(rows.collect(), key=lambda row: row.id)
+    embedded = np.array([row.embedding for row in collected])
+    np.testing.assert_array_equal(embedded, vectorizer.transform(TEXTS[:20]))
+
+
 def test_embedding_udf_of_a_pandas_output_vectorizer_with_weights_in_the_pickle(spark, vectorizer):
     vectorizer.set_params(store_weights_in_pickle=True, normalize=True).fit(["warm up"])
     vectorizer.set_output(transform="pandas")
