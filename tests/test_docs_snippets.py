@@ -65,6 +65,7 @@ test_texts, test_labels = train_texts[::2], train_labels[::2]
 other_texts, other_labels = train_texts, y
 """,
     "logging.rst": "",
+    "dataframes.rst": "",
     "persistence.rst": _DATA
     + """\
 from sklearn.linear_model import LogisticRegression
