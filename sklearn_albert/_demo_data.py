@@ -664,3 +664,11 @@ REVIEWS = (
 
 HELD_OUT_REVIEWS = _lines(_HELD_OUT_POSITIVE, 1) + _lines(_HELD_OUT_NEGATIVE, 0)
 """The test part, written after the demo's method was fixed: it informed no choice."""
+
+REVIEW_TOPICS = (
+    ["film"] * len(_lines(_POSITIVE_FILMS, 1))
+    + ["product"] * len(_lines(_POSITIVE_PRODUCTS, 1))
+    + ["film"] * len(_lines(_NEGATIVE_FILMS, 0))
+    + ["product"] * len(_lines(_NEGATIVE_PRODUCTS, 0))
+)
+"""What each of ``REVIEWS`` is about, ``"film"`` or ``"product"``, in the same order."""

@@ -68,6 +68,7 @@ other_texts, other_labels = train_texts, y
 """,
     "logging.rst": "",
     "mlflow.rst": _DATA,
+    "dataframes.rst": "",
     "persistence.rst": _DATA
     + """\
 from sklearn.linear_model import LogisticRegression

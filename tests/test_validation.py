@@ -2,6 +2,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 
 from sklearn_albert._validation import STRING_INPUT_ERROR, validate_texts
@@ -16,9 +17,21 @@ from sklearn_albert._validation import STRING_INPUT_ERROR, validate_texts
         np.array([["a"], ["b"]], dtype=object),
         pd.Series(["a", "b"]),
         pd.DataFrame({"text": ["a", "b"]}),
+        pl.Series("text", ["a", "b"]),
+        pl.DataFrame({"text": ["a", "b"]}),
         (text for text in ["a", "b"]),
     ],
-    ids=["list", "tuple", "array", "column-array", "series", "frame", "generator"],
+    ids=[
+        "list",
+        "tuple",
+        "array",
+        "column-array",
+        "series",
+        "frame",
+        "polars-series",
+        "polars-frame",
+        "generator",
+    ],
 )
 def test_every_supported_container_becomes_a_list_of_str(container):
     assert validate_texts(container) == ["a", "b"]
