@@ -1,4 +1,4 @@
-"""The ``sklearn-albert`` command line: ``embed`` files of texts, run the ``demo``, ``info``.
+"""The ``sklearn-albert`` command line: ``embed`` files of texts, ``serve`` a model, ``info``.
 
 Every command reports a failure as one line on stderr and a non-zero exit status, never
 a traceback (``--traceback`` shows one, for bug reports). Exit statuses: 0 success,
@@ -171,7 +171,96 @@ def build_parser():
     info.add_argument("--json", action="store_true", help="print JSON")
     _add_verbose_option(info)
     info.set_defaults(run=run_info)
+    _add_serve_command(commands)
     return parser
+
+
+def _add_serve_command(commands):
+    serve = commands.add_parser(
+        "serve",
+        help="serve a fitted model over HTTP (POST /predict, /predict_proba, /transform)",
+        description="Serve a fitted estimator or pipeline over HTTP with LitServe, which "
+        'batches concurrent requests: POST {"texts": [...]} to /predict, /predict_proba '
+        "or /transform; GET /health answers 200 once the model is loaded and warmed up; "
+        "/docs is the OpenAPI page. SIGTERM or Ctrl-C stops accepting, answers the "
+        "requests in flight, then exits 0 (needs sklearn-albert[serve]).",
+    )
+    serve.add_argument(
+        "model",
+        metavar="MODEL",
+        help="joblib or pickle file (runs code: only trusted files), .skops file, or a "
+        "folder written by save()",
+    )
+    serve.add_argument(
+        "--trusted",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="for a .skops file: trust this type too (repeatable); sklearn_albert's own "
+        "types are trusted already",
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        choices=("127.0.0.1", "0.0.0.0", "::"),
+        help="interface to listen on (default: 127.0.0.1, this machine only)",
+    )
+    serve.add_argument("--port", type=_port, default=8000, help="1024 to 65535 (default: 8000)")
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="inference processes per endpoint, each with its own model (default: 1)",
+    )
+    serve.add_argument(
+        "--max-batch-size",
+        type=_positive_int,
+        default=16,
+        help="requests batched together; their texts go through the model at once (default: 16)",
+    )
+    serve.add_argument(
+        "--batch-timeout",
+        type=_non_negative_float,
+        default=0.01,
+        help="seconds a worker waits for a batch to fill (default: 0.01)",
+    )
+    serve.add_argument(
+        "--max-texts-per-request",
+        type=_positive_int,
+        default=256,
+        help="more answers 413 (default: 256)",
+    )
+    serve.add_argument(
+        "--max-text-chars",
+        type=_positive_int,
+        default=20000,
+        help="characters per text; more answers 413 (default: 20000)",
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=_positive_int,
+        default=1024,
+        help="requests in flight beyond which the server answers 503 with Retry-After "
+        "(default: 1024)",
+    )
+    serve.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)"
+    )
+    serve.add_argument(
+        "--api-key",
+        default=None,
+        metavar="KEY",
+        help="requests must send 'Authorization: Bearer KEY' (default: the environment "
+        "variable SKLEARN_ALBERT_API_KEY, else no key); /health needs none",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="server and workers' log level; debug logs one line per batch (default: info)",
+    )
+    _add_verbose_option(serve)
+    serve.set_defaults(run=run_serve)
 
 
 def _add_verbose_option(parser):
@@ -341,6 +430,32 @@ def run_info(args):
     return 0
 
 
+def run_serve(args):
+    import os
+
+    try:
+        from . import serving
+    except ImportError as error:
+        raise ImportError(f"{error} (serve needs sklearn-albert[serve])") from None
+
+    serving.serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        trusted=args.trusted,
+        device=args.device,
+        workers=args.workers,
+        max_batch_size=args.max_batch_size,
+        batch_timeout=args.batch_timeout,
+        max_texts_per_request=args.max_texts_per_request,
+        max_text_chars=args.max_text_chars,
+        max_queue=args.max_queue,
+        api_key=args.api_key or os.environ.get(serving.API_KEY_ENV) or None,
+    )
+    return 0
+
+
 # ---------------------------------------------------------------------- info
 
 
@@ -478,6 +593,26 @@ def _positive_int(text):
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive integer")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a number >= 0")
+    return value
+
+
+def _port(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1024 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a port from 1024 to 65535")
     return value
 
 

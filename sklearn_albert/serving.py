@@ -1,0 +1,621 @@
+"""Serve a fitted estimator over HTTP with LitServe: ``sklearn-albert serve MODEL``.
+
+LitServe (``pip install 'sklearn-albert[serve]'``) runs the HTTP front end (FastAPI on
+uvicorn), the inference worker processes, and the batching of concurrent requests: each
+worker takes up to ``max_batch_size`` waiting requests (waiting at most ``batch_timeout``
+seconds for them), and this module calls the estimator once on the concatenation of their
+texts, then splits the answer back per request. One endpoint per method the estimator
+has, each its own ``LitAPI``::
+
+    POST /predict        {"texts": [...]} -> {"predictions": [...]}
+    POST /predict_proba  {"texts": [...]} -> {"probabilities": [[...]], "classes": [...]}
+    POST /transform      {"texts": [...]} -> {"embeddings": [[...]]}
+    GET  /health         200 once every worker has loaded and warmed up the model, else 503
+    GET  /docs           LitServe's OpenAPI page
+
+A method the estimator lacks answers 404 with a JSON message. Requests are checked in the
+HTTP process before they reach a worker (a bad request answers 4xx naming the field and
+never joins a batch), the number of requests in flight is capped (503 with
+``Retry-After`` beyond it), and an optional bearer token guards the endpoints.
+
+Importing this module imports litserve; ``import sklearn_albert`` does not.
+"""
+
+import hmac
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+try:
+    import litserve as ls
+    from fastapi import HTTPException, Request
+    from fastapi.responses import JSONResponse
+except ImportError as error:  # pragma: no cover - the extra is missing
+    raise ImportError(
+        "sklearn_albert.serving needs litserve: pip install 'sklearn-albert[serve]'."
+    ) from error
+
+__all__ = ["build_server", "check_texts", "load_estimator", "serve"]
+
+logger = logging.getLogger("sklearn_albert")
+
+#: The endpoints, by path: the estimator method each calls, and the response's key.
+METHODS = {"/predict": "predict", "/predict_proba": "predict_proba", "/transform": "transform"}
+RESPONSE_KEYS = {
+    "predict": "predictions",
+    "predict_proba": "probabilities",
+    "transform": "embeddings",
+}
+DEFAULT_MAX_BATCH_SIZE = 16
+DEFAULT_BATCH_TIMEOUT = 0.01
+DEFAULT_MAX_TEXTS_PER_REQUEST = 256
+#: Characters per text: a few pages, far beyond the 512 tokens most encoders read.
+DEFAULT_MAX_TEXT_CHARS = 20_000
+DEFAULT_MAX_QUEUE = 1024
+#: Seconds a client is told to wait (``Retry-After``) when the server is full.
+RETRY_AFTER_SECONDS = 1
+#: Seconds a request may wait for a worker before it answers 504 (LitServe's default).
+REQUEST_TIMEOUT = 30
+API_KEY_ENV = "SKLEARN_ALBERT_API_KEY"
+WARM_UP_TEXTS = ["warm up"]
+
+
+# ---------------------------------------------------------------------- the model
+
+
+def load_estimator(path, *, trusted=(), device="auto"):
+    """Load a fitted estimator from a joblib/pickle file, a skops file or a saved folder.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A folder written by ``AlbertVectorizer.save`` or ``AlbertClassifier.save``; a
+        ``.skops`` file; or any other file, read with ``joblib.load`` (a pickle runs
+        code when it is loaded: serve only files you trust).
+    trusted : iterable of str, default=()
+        For a skops file: type names to trust beyond sklearn_albert's own
+        (:func:`sklearn_albert.skops_trusted_types`) and those skops trusts by default.
+    device : str, default="auto"
+        "auto" moves the estimator's ``device="auto"`` encoders to this process's best
+        device; "cpu", "cuda", "cuda:1", "mps" run every encoder there.
+
+    Returns
+    -------
+    estimator : object
+        The fitted estimator or pipeline, ready for this process's device.
+    """
+    from ._persistence import move_to_device
+    from ._workers import choose_device_here
+
+    path = Path(path)
+    if path.is_dir():
+        # A saved folder holds its weights: they load straight onto the device asked for
+        # (or, for "auto", the saved one, or this machine's best when that is missing).
+        return _saved_class(path).load(path, device=None if device == "auto" else device)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Cannot serve MODEL={str(path)!r}: no such file or folder. Give a joblib or "
+            "pickle file, a .skops file, or a folder written by save()."
+        )
+    if path.suffix == ".skops":
+        estimator = _load_skops(path, trusted)
+    else:
+        import joblib
+
+        estimator = joblib.load(path)
+    if device == "auto":
+        choose_device_here(estimator)
+    else:
+        for encoder in _encoders(estimator):
+            move_to_device(encoder, device)
+    return estimator
+
+
+def _saved_class(path):
+    """The class a folder written by ``save`` holds, from its ``estimator.json``."""
+    import sklearn_albert
+
+    try:
+        document = json.loads((path / "estimator.json").read_text(encoding="utf-8"))
+        name = document["class"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"Cannot serve MODEL={str(path)!r}: a folder must be one written by "
+            "AlbertVectorizer.save() or AlbertClassifier.save() (it has no readable "
+            "estimator.json). Give a joblib or .skops file for a pipeline."
+        ) from None
+    module, _, class_name = name.rpartition(".")
+    cls = getattr(sklearn_albert, class_name, None)
+    if not module.startswith("sklearn_albert") or not hasattr(cls, "load"):
+        raise ValueError(
+            f"Cannot serve MODEL={str(path)!r}: its estimator.json names class {name!r}, "
+            "which is not a sklearn_albert estimator with load()."
+        )
+    return cls
+
+
+def _load_skops(path, trusted):
+    try:
+        import skops.io as sio
+    except ImportError:
+        raise ImportError(
+            f"MODEL={str(path)!r} is a skops file: pip install 'sklearn-albert[skops]'."
+        ) from None
+    from . import skops_trusted_types
+
+    untrusted = sio.get_untrusted_types(file=path)
+    refused = sorted(set(untrusted) - set(skops_trusted_types()) - set(trusted))
+    if refused:
+        raise ValueError(
+            f"Refusing to load MODEL={str(path)!r}: it holds types that are not trusted: "
+            f"{', '.join(refused)}. Check them, then pass --trusted TYPE for each."
+        )
+    return sio.load(path, trusted=list(untrusted))
+
+
+def _encoders(estimator):
+    """The AlbertVectorizer and AlbertClassifier objects inside ``estimator``."""
+    from ._persistence import EncoderPersistence
+
+    found = [estimator] if isinstance(estimator, EncoderPersistence) else []
+    if hasattr(estimator, "get_params"):
+        found += [
+            value
+            for value in estimator.get_params(deep=True).values()
+            if isinstance(value, EncoderPersistence)
+        ]
+    return found
+
+
+def served_methods(estimator):
+    """The methods of ``estimator`` this server exposes, in endpoint order."""
+    return [method for method in METHODS.values() if hasattr(estimator, method)]
+
+
+# ---------------------------------------------------------------------- requests
+
+
+class RequestError(Exception):
+    """A request this server refuses: an HTTP status and a message for the client."""
+
+    def __init__(self, status_code, message):
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+def check_texts(payload, *, max_texts, max_chars):
+    """The texts of a request body, or a :class:`RequestError` naming what is wrong.
+
+    Parameters
+    ----------
+    payload : object
+        The request's parsed JSON body; it must be ``{"texts": [str, ...]}``.
+    max_texts : int
+        Texts per request.
+    max_chars : int
+        Characters per text.
+
+    Returns
+    -------
+    texts : list of str
+    """
+    example = 'send {"texts": ["first text", "second text"]}'
+    if not isinstance(payload, dict):
+        raise RequestError(
+            422, f"The body is a JSON {_json_type(payload)}; expected an object: {example}."
+        )
+    if "texts" not in payload:
+        fields = ", ".join(repr(name) for name in payload) or "none"
+        raise RequestError(422, f"Field 'texts' is missing (fields sent: {fields}); {example}.")
+    texts = payload["texts"]
+    if not isinstance(texts, list):
+        raise RequestError(
+            422,
+            f"Field 'texts' is a JSON {_json_type(texts)}; expected a list of strings: {example}.",
+        )
+    if not texts:
+        raise RequestError(422, "Field 'texts' is an empty list; send at least one text.")
+    if len(texts) > max_texts:
+        raise RequestError(
+            413,
+            f"Field 'texts' holds {len(texts)} texts; this server takes at most {max_texts} "
+            "per request (--max-texts-per-request): split them over several requests.",
+        )
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise RequestError(
+                422,
+                f"texts[{index}] is a JSON {_json_type(text)}; every item of 'texts' must "
+                'be a string (an empty text is "").',
+            )
+        if len(text) > max_chars:
+            raise RequestError(
+                413,
+                f"texts[{index}] has {len(text)} characters; this server takes at most "
+                f"{max_chars} per text (--max-text-chars): shorten or split it.",
+            )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestError(
+                422,
+                f"texts[{index}] holds a lone surrogate (an unpaired \\ud800-\\udfff escape); "
+                "send valid Unicode text.",
+            ) from None
+    return texts
+
+
+def _json_type(value):
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    for kind, name in names.items():
+        if isinstance(value, kind):
+            return name
+    return "number"
+
+
+class _InFlightLimit:
+    """ASGI middleware: at most ``limit`` requests to ``paths`` in flight, else 503.
+
+    The count is shared by every HTTP process of the server (a ``multiprocessing.Value``
+    created before LitServe forks them); a request counts from its arrival until its
+    answer is sent, waiting for a worker or being computed.
+    """
+
+    def __init__(self, app, *, limit, counter, paths):
+        self.app = app
+        self.limit = limit
+        self.counter = counter
+        self.paths = frozenset(paths)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        with self.counter.get_lock():
+            admitted = self.counter.value < self.limit
+            if admitted:
+                self.counter.value += 1
+        if not admitted:
+            response = JSONResponse(
+                {
+                    "detail": f"The server is busy: {self.limit} requests are in flight "
+                    f"(--max-queue). Retry after {RETRY_AFTER_SECONDS} s."
+                },
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+            await response(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            with self.counter.get_lock():
+                self.counter.value -= 1
+
+
+# ---------------------------------------------------------------------- the endpoints
+
+
+class EstimatorAPI(ls.LitAPI):
+    """One endpoint: ``method`` of the estimator in ``model``, batched by LitServe.
+
+    Each inference worker process loads the estimator once in :meth:`setup`, runs a
+    warm-up call (so that ``/health`` answers 200 only when the first request will not
+    pay for loading), and keeps it for every batch.
+
+    Parameters
+    ----------
+    model : str
+        What :func:`load_estimator` reads.
+    method : {"predict", "predict_proba", "transform"}
+    trusted : tuple of str, default=()
+    device : str, default="auto"
+    max_texts_per_request : int
+    max_text_chars : int
+    api_key : str or None, default=None
+        Requests must send ``Authorization: Bearer <api_key>``; None lets any through.
+    log_level : str, default="info"
+        The workers' level for the library's log (one line per batch at "debug").
+    max_batch_size, batch_timeout
+        LitServe's: requests per batch, and seconds a worker waits to fill one.
+    """
+
+    def __init__(
+        self,
+        model,
+        method,
+        *,
+        trusted=(),
+        device="auto",
+        max_texts_per_request=DEFAULT_MAX_TEXTS_PER_REQUEST,
+        max_text_chars=DEFAULT_MAX_TEXT_CHARS,
+        api_key=None,
+        log_level="info",
+        max_batch_size=DEFAULT_MAX_BATCH_SIZE,
+        batch_timeout=DEFAULT_BATCH_TIMEOUT,
+    ):
+        super().__init__(
+            max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=f"/{method}"
+        )
+        self.model = str(model)
+        self.method = method
+        self.trusted = tuple(trusted)
+        self.device_name = device
+        self.max_texts_per_request = max_texts_per_request
+        self.max_text_chars = max_text_chars
+        self.api_key = api_key
+        self.log_level = log_level
+        self.estimator = None
+
+    # -- in the HTTP processes: a FastAPI dependency of this endpoint's route
+
+    async def authorize(self, request: Request):
+        """Refuse a request without the API key (401) or with a bad body (4xx)."""
+        if self.api_key is not None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                token.strip().encode(), self.api_key.encode()
+            ):
+                raise HTTPException(
+                    401,
+                    "Missing or wrong API key: send the header 'Authorization: Bearer <key>'.",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/")):
+            # LitServe would parse a form: say what works instead (curl -d sends a form).
+            raise HTTPException(
+                415,
+                f"The body is sent as {content_type.split(';')[0]}; send the JSON body "
+                "with the header 'Content-Type: application/json'.",
+            )
+        try:
+            payload = await request.json()  # kept by the request: LitServe reads it again
+        except (ValueError, UnicodeDecodeError) as error:
+            raise HTTPException(
+                400,
+                f"The body is not JSON ({error}); send "
+                '{"texts": ["first text", "second text"]} with Content-Type: application/json.',
+            ) from None
+        try:
+            check_texts(
+                payload, max_texts=self.max_texts_per_request, max_chars=self.max_text_chars
+            )
+        except RequestError as refused:
+            raise HTTPException(refused.status_code, refused.message) from None
+
+    # -- in the inference workers
+
+    def setup(self, device):
+        from ._workers import reuse_freed_memory
+
+        _log_to_stderr(self.log_level)
+        reuse_freed_memory()
+        self.estimator = load_estimator(self.model, trusted=self.trusted, device=self.device_name)
+        started = time.perf_counter()
+        getattr(self.estimator, self.method)(WARM_UP_TEXTS)
+        logger.info(
+            "Worker %d for /%s: loaded %s, warmed up in %.2f s",
+            os.getpid(),
+            self.method,
+            self.model,
+            time.perf_counter() - started,
+        )
+
+    def decode_request(self, request):
+        return request["texts"]
+
+    def predict(self, x):
+        # LitServe hands a list of requests' texts when batching (max_batch_size > 1),
+        # one request's texts otherwise.
+        requests = x if self.max_batch_size > 1 else [x]
+        texts = [text for request in requests for text in request]
+        started = time.perf_counter()
+        output = getattr(self.estimator, self.method)(texts)
+        logger.debug(
+            "/%s batch: %d request(s), %d text(s), %d characters, %.3f s",
+            self.method,
+            len(requests),
+            len(texts),
+            sum(map(len, texts)),
+            time.perf_counter() - started,
+        )
+        rows = _as_rows(output)
+        answers, start = [], 0
+        for request in requests:
+            answers.append(rows[start : start + len(request)])
+            start += len(request)
+        return answers if self.max_batch_size > 1 else answers[0]
+
+    def encode_response(self, output):
+        response = {RESPONSE_KEYS[self.method]: output}
+        if self.method == "predict_proba":
+            classes = getattr(self.estimator, "classes_", None)
+            response["classes"] = None if classes is None else _as_rows(classes)
+        return response
+
+
+def _as_rows(output):
+    """A method's output as JSON-ready Python values, one item per text."""
+    import numpy as np
+
+    return np.asarray(output).tolist()
+
+
+def _log_to_stderr(level):
+    """The library's log on a worker's stderr (a spawned process starts without handlers)."""
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("sklearn-albert: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
+# ---------------------------------------------------------------------- the server
+
+
+def build_server(
+    model,
+    *,
+    trusted=(),
+    device="auto",
+    workers=1,
+    max_batch_size=DEFAULT_MAX_BATCH_SIZE,
+    batch_timeout=DEFAULT_BATCH_TIMEOUT,
+    max_texts_per_request=DEFAULT_MAX_TEXTS_PER_REQUEST,
+    max_text_chars=DEFAULT_MAX_TEXT_CHARS,
+    max_queue=DEFAULT_MAX_QUEUE,
+    api_key=None,
+    log_level="info",
+):
+    """A LitServer with one endpoint per method of the estimator in ``model``.
+
+    The estimator is loaded here once, to learn its methods and to fail early on a bad
+    file, then let go: each inference worker loads its own.
+
+    Parameters
+    ----------
+    model : str or path-like
+        What :func:`load_estimator` reads.
+    trusted : iterable of str, default=()
+        Extra type names trusted in a skops file.
+    device : str, default="auto"
+    workers : int, default=1
+        Inference worker processes per endpoint, each with its own copy of the model.
+    max_batch_size : int, default=16
+        Requests per batch (a batch's texts are all its requests' texts).
+    batch_timeout : float, default=0.01
+        Seconds a worker waits for a batch to fill.
+    max_texts_per_request : int, default=256
+    max_text_chars : int, default=20000
+    max_queue : int, default=1024
+        Requests in flight (waiting or computed) beyond which the server answers 503.
+    api_key : str, default=None
+        The bearer token every request to an endpoint must send.
+    log_level : str, default="info"
+
+    Returns
+    -------
+    server : litserve.LitServer
+    """
+    for name, value in {
+        "workers": workers,
+        "max_batch_size": max_batch_size,
+        "max_texts_per_request": max_texts_per_request,
+        "max_text_chars": max_text_chars,
+        "max_queue": max_queue,
+    }.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"Got {name}={value!r} but expected a positive integer.")
+    if not batch_timeout >= 0:
+        raise ValueError(f"Got batch_timeout={batch_timeout!r} but expected seconds >= 0.")
+    if api_key is not None and not api_key.strip():
+        raise ValueError("Got an empty api_key; give a secret string, or None for no key.")
+    estimator = load_estimator(model, trusted=trusted, device="cpu")
+    methods = served_methods(estimator)
+    description = type(estimator).__name__
+    del estimator
+    from . import clear_cache
+
+    clear_cache()  # the checkpoint a folder held in this process: the workers load their own
+    if not methods:
+        raise ValueError(
+            f"Cannot serve MODEL={str(model)!r}: its {description} has none of "
+            f"{', '.join(METHODS.values())}."
+        )
+    apis = [
+        EstimatorAPI(
+            model,
+            method,
+            trusted=trusted,
+            device=device,
+            max_texts_per_request=max_texts_per_request,
+            max_text_chars=max_text_chars,
+            api_key=api_key,
+            log_level=log_level,
+            max_batch_size=max_batch_size,
+            batch_timeout=batch_timeout,
+        )
+        for method in methods
+    ]
+    in_flight = multiprocessing.Value("i", 0)
+    server = ls.LitServer(
+        apis,
+        accelerator="cpu",  # devices are this package's choice (load_estimator), per worker
+        workers_per_device=workers,
+        timeout=REQUEST_TIMEOUT,
+        # Bytes of a body that could be valid (a character is at most 6 bytes of JSON,
+        # "\\uXXXX"): a larger one answers 413 before it is read whole.
+        max_payload_size=max_texts_per_request * (6 * max_text_chars + 16) + 4096,
+        model_metadata={"model": str(model), "estimator": description, "methods": methods},
+        middlewares=[
+            (_InFlightLimit, {"limit": max_queue, "counter": in_flight, "paths": list(METHODS)})
+        ],
+    )
+    for path, method in METHODS.items():
+        if method not in methods:
+            server.app.add_api_route(
+                path, _missing_method(method, description, methods), methods=["POST"]
+            )
+    return server
+
+
+def _missing_method(method, description, methods):
+    served = ", ".join(f"POST /{name}" for name in methods)
+
+    async def missing():
+        raise HTTPException(
+            404, f"This model ({description}) has no {method}(); this server answers {served}."
+        )
+
+    return missing
+
+
+def _stop_on_sigterm(main_pid):
+    """SIGTERM as Ctrl-C in the main process; a plain exit in the HTTP processes it forks.
+
+    Uvicorn, in each HTTP process, shuts down gracefully on SIGTERM and then raises the
+    signal again for the handler it inherited: there, this one exits with status 0.
+    """
+
+    def on_sigterm(signum, frame):
+        if os.getpid() == main_pid:
+            raise KeyboardInterrupt
+        raise SystemExit(0)
+
+    return on_sigterm
+
+
+def serve(model, *, host="127.0.0.1", port=8000, log_level="info", **options):
+    """Run the server until SIGINT or SIGTERM; in-flight requests finish first.
+
+    Parameters
+    ----------
+    model : str or path-like
+        What :func:`load_estimator` reads.
+    host : {"127.0.0.1", "0.0.0.0", "::"}, default="127.0.0.1"
+    port : int, default=8000
+    log_level : str, default="info"
+    **options
+        Passed to :func:`build_server`.
+    """
+    server = build_server(model, log_level=log_level, **options)
+    # LitServe shuts down gracefully on KeyboardInterrupt: its HTTP processes stop
+    # accepting, answer the requests in flight, then the workers stop. SIGTERM (what
+    # Docker and Kubernetes send to the main process only) takes the same path.
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm(os.getpid()))
+    try:
+        server.run(
+            host=host,
+            port=port,
+            log_level=log_level,
+            generate_client_file=False,
+            num_api_servers=options.get("workers", 1),
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
