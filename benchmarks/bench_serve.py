@@ -62,6 +62,7 @@ import asyncio
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -81,6 +82,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 SCENARIOS = ("throughput", "baselines", "latency", "tail", "overload", "sigterm", "coldstart")
 DEFAULT_TUNE_GRID = "1:16:0.01,1:32:0.01,1:64:0.02,1:64:0.05,2:32:0.02"
 BURST_GAP_SECONDS = 0.005
+#: What ``sklearn_albert.serving`` logs per batch at ``--log-level debug``.
+BATCH_LINE = re.compile(r"/predict batch: (\d+) request\(s\), (\d+) text\(s\)")
 
 # ---------------------------------------------------------------------- texts and model
 
@@ -216,6 +219,17 @@ class Server:
             f"{self.name} did not answer {self.health_url} in {timeout} s:\n{self.log_tail()}"
         )
 
+    def log_size(self):
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def batches_logged(self, start, end):
+        """Requests and texts per batch, from the server's debug log between two offsets."""
+        with open(self.log_path, "rb") as handle:
+            handle.seek(start)
+            text = handle.read(end - start).decode(errors="replace")
+        found = BATCH_LINE.findall(text)
+        return [(int(requests), int(texts)) for requests, texts in found]
+
     def log_tail(self, n_chars=3000):
         return self.log_path.read_text(errors="replace")[-n_chars:]
 
@@ -231,16 +245,20 @@ class Server:
 
     def cpu_seconds(self):
         """User + system CPU seconds of every live process of the server."""
+        return sum(self.cpu_by_process().values())
+
+    def cpu_by_process(self):
+        """``{pid: user + system CPU seconds}`` of every live process of the server."""
         import psutil
 
-        total = 0.0
+        seconds = {}
         for process in self.processes():
             try:
                 times = process.cpu_times()
-                total += times.user + times.system
+                seconds[process.pid] = times.user + times.system
             except psutil.NoSuchProcess:
                 pass
-        return total
+        return seconds
 
     def rss_bytes(self):
         """Resident memory summed over the server's processes (``VmRSS``)."""
@@ -253,6 +271,32 @@ class Server:
             except psutil.NoSuchProcess:
                 pass
         return total
+
+    def process_roles(self):
+        """``{pid: "main" | "http" | "inference worker" | "other", rss MB}`` of each process.
+
+        LitServe names its processes in its debug log (``LitServer-0[pid]``, ``Worker
+        inference-worker (PID: pid)``); worker pids are logged at shutdown only, so a live
+        server's model-holding processes are told by their memory instead.
+        """
+        import psutil
+
+        roles = {}
+        log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        http = set(re.findall(r"LitServer-\d+\[(\d+)\]", log))
+        for process in self.processes():
+            try:
+                rss = common.megabytes(process.memory_info().rss)
+            except psutil.NoSuchProcess:
+                continue
+            if process.pid == self.process.pid:
+                role = "main"
+            elif str(process.pid) in http:
+                role = "http"
+            else:
+                role = "other"
+            roles[process.pid] = {"role": role, "rss_mb": round(rss)}
+        return roles
 
     def pause(self):
         for process in self.processes():
@@ -314,6 +358,7 @@ def served_server(args, model_path, log_dir, *, workers, max_batch_size, batch_t
         "--max-batch-size", str(max_batch_size),
         "--batch-timeout", str(batch_timeout),
         "--max-queue", str(args.max_queue),
+        "--log-level", args.server_log_level,
     ]  # fmt: skip
     return Server(
         "served", command, port, "/health", "/predict", lambda text: {"texts": [text]}, log_dir
@@ -427,6 +472,17 @@ def _percentile_ms(values, q):
     return float(np.percentile(values, q) * 1000) if len(values) else None
 
 
+def texts_per_cpu_second(row):
+    """Texts answered per CPU second (server + client, or this process offline).
+
+    Less sensitive than texts/s to what else runs on a shared machine: the scheduler
+    gives a process with many runnable threads a larger share of the cores.
+    """
+    if row.get("cpu_s_total"):
+        row["texts_per_cpu_s"] = row["ok"] / row["cpu_s_total"]
+    return row
+
+
 def summarize(records, seconds):
     """Texts/s, latency percentiles (answered 200 only), statuses and batch bursts."""
     ok = [(start, end) for start, end, status, _ in records if status == 200]
@@ -462,6 +518,7 @@ class Phase:
 
     def __enter__(self):
         self.load = os.getloadavg()[0]
+        self.by_process = {server.name: server.cpu_by_process() for server in self.servers}
         self.server_cpu = {server.name: server.cpu_seconds() for server in self.servers}
         self.client_cpu = _own_cpu_seconds()
         self.started = time.perf_counter()
@@ -474,6 +531,12 @@ class Phase:
             server.name: server.cpu_seconds() - self.server_cpu[server.name]
             for server in self.servers
         }
+        for server in self.servers:
+            before = self.by_process[server.name]
+            after = server.cpu_by_process()
+            self.by_process[server.name] = {
+                pid: round(seconds - before.get(pid, 0.0), 2) for pid, seconds in after.items()
+            }
         return False
 
     def row(self, server_name=None):
@@ -483,8 +546,10 @@ class Phase:
             "load_1min": self.load,
             "server_cpu_s": cpu,
             "server_cpu_per_s": cpu / self.seconds if cpu is not None else None,
+            "cpu_s_total": (cpu or 0.0) + self.client_cpu,
             "client_cpu_s": self.client_cpu,
             "other_servers_cpu_s": others,
+            "server_cpu_s_by_pid": self.by_process.get(server_name) if server_name else None,
         }
 
 
@@ -512,12 +577,24 @@ def warm_up(server, texts, clients=4):
 def run_closed_loop(server, texts, clients, servers, *, timeout=120, label):
     _paused_except(servers, server)
     bodies = _bodies(server, texts)
+    log_start = server.log_size()
     with Phase(servers) as phase:
         records = asyncio.run(_closed_loop(server.predict_url, bodies, clients, timeout))
     row = {"scenario": label, "system": server.name, "clients": clients}
     row.update(summarize(records, phase.seconds))
     row.update(phase.row(server.name))
-    return row
+    add_batches(row, server, log_start)
+    return texts_per_cpu_second(row)
+
+
+def add_batches(row, server, log_start):
+    """Batch sizes the server logged during the phase (``--server-log-level debug``)."""
+    time.sleep(0.2)  # the last batch's line
+    batches = server.batches_logged(log_start, server.log_size())
+    if batches:
+        row["batches"] = len(batches)
+        row["mean_batch_texts"] = float(np.mean([texts for _, texts in batches]))
+        row["max_batch_texts"] = max(texts for _, texts in batches)
 
 
 def run_offline(pipeline, texts, servers, *, label):
@@ -531,7 +608,7 @@ def run_offline(pipeline, texts, servers, *, label):
     row["texts_per_second"] = len(texts) / phase.seconds
     row.update(phase.row())
     row["process_cpu_s"] = phase.client_cpu
-    return row
+    return texts_per_cpu_second(row)
 
 
 def run_in_process_one_by_one(pipeline, texts, servers, *, label):
@@ -550,7 +627,7 @@ def run_in_process_one_by_one(pipeline, texts, servers, *, label):
         row[f"p{q}_ms"] = _percentile_ms(latencies, q)
     row.update(phase.row())
     row["process_cpu_s"] = phase.client_cpu
-    return row
+    return texts_per_cpu_second(row)
 
 
 # ---------------------------------------------------------------------- scenarios
@@ -638,6 +715,7 @@ def scenario_overload(ctx):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    log_start = served.log_size()
     with Phase(ctx["servers"]) as phase:
         records, lag = asyncio.run(
             _open_loop(served.predict_url, bodies, rate, args.duration, args.overload_timeout)
@@ -653,6 +731,7 @@ def scenario_overload(ctx):
     row = {"scenario": "overload", "system": "served", "clients": f"open loop {rate:.0f}/s"}
     row.update(summarize(records, phase.seconds))
     row.update(phase.row(served.name))
+    add_batches(row, served, log_start)
     answered = [r for r in records if r[2] in (200, 503)]
     late = [r for r in answered if r[1] - r[0] > args.overload_timeout]
     rejected = [r[1] - r[0] for r in records if r[2] == 503]
@@ -783,6 +862,7 @@ def scenario_coldstart(ctx):
             seconds = server.start()
         rss = server.rss_bytes()
         n_processes = len(server.processes())
+        roles = server.process_roles()
         status, _ = server.terminate()
         rows.append(
             {
@@ -791,6 +871,7 @@ def scenario_coldstart(ctx):
                 "seconds": seconds,
                 "rss_mb": common.megabytes(rss),
                 "processes": n_processes,
+                "process_roles": roles,
                 "exit_status": status,
                 "load_1min": phase.load,
             }
@@ -847,6 +928,8 @@ def markdown_table(rows):
         ("server CPU s", "server_cpu_s", "{:.1f}"),
         ("server cores", "server_cpu_per_s", "{:.2f}"),
         ("client CPU s", "client_cpu_s", "{:.1f}"),
+        ("texts/CPU-s", "texts_per_cpu_s", "{:.1f}"),
+        ("batch", "mean_batch_texts", "{:.1f}"),
         ("burst", "mean_burst", "{:.1f}"),
         ("statuses", "statuses", "{}"),
         ("load", "load_1min", "{:.1f}"),
@@ -897,11 +980,17 @@ def parse_args():
     parser.add_argument("--overload-timeout", type=float, default=10.0)
     parser.add_argument("--sigterm-after", type=float, default=5.0)
     parser.add_argument("--cold-starts", type=int, default=2)
-    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--scenarios", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--batch-timeout", type=float, default=0.02)
-    parser.add_argument("--max-queue", type=int, default=128)
+    parser.add_argument("--max-queue", type=int, default=64)
+    parser.add_argument(
+        "--server-log-level",
+        default="debug",
+        choices=("debug", "info", "warning"),
+        help="the server's --log-level; debug logs each batch's size, read into the results",
+    )
     parser.add_argument("--tune", action="store_true", help="try --tune-grid first")
     parser.add_argument("--tune-grid", default=DEFAULT_TUNE_GRID)
     parser.add_argument("--tune-texts", type=int, default=600)
@@ -920,6 +1009,40 @@ def parse_args():
         args.tail_texts, args.fit_texts, args.duration, args.tune_texts = 64, 64, 5.0, 64
         args.cold_starts, args.sigterm_after = 1, 2.0
     return args
+
+
+def run_scenarios(ctx, payload):
+    """Start the served model, run ``--scenarios`` on it in order; return rows and goals."""
+    args, texts = ctx["args"], ctx["texts"]
+    rows, goals = [], []
+    served = served_server(args, ctx["joblib_path"], ctx["log_dir"], **ctx["settings"])
+    try:
+        payload["first_start_seconds"] = served.start()
+        print(f"Server up in {payload['first_start_seconds']:.1f} s", flush=True)
+        ctx["served"] = served
+        ctx["servers"].append(served)
+        warm_up(served, texts[:16])
+        payload["served_processes"] = served.process_roles()
+        with Phase([served]) as idle:
+            time.sleep(3.0)
+        payload["idle_server_cpu_per_s"] = idle.server_cpu["served"] / idle.seconds
+        for name in args.scenarios:
+            if name == "coldstart" or not served.alive():
+                continue
+            print(f"[{name}] load {os.getloadavg()[0]:.1f}", flush=True)
+            scenario_rows, scenario_goals = globals()[f"scenario_{name}"](ctx)
+            rows += scenario_rows
+            goals += scenario_goals
+            print(markdown_table(scenario_rows), flush=True)
+        if "coldstart" in args.scenarios:
+            print(f"[coldstart] load {os.getloadavg()[0]:.1f}", flush=True)
+            rows += scenario_coldstart(ctx)[0]
+    finally:
+        for server in ctx["servers"]:
+            if server.alive():
+                server.kill()
+        payload["served_log_tail"] = served.log_tail(6000) if served.log_path.exists() else None
+    return rows, goals
 
 
 def main():
@@ -966,34 +1089,8 @@ def main():
             tune_rows = tune(ctx)
             payload["tune"] = tune_rows
             print(markdown_table(tune_rows), flush=True)
-        served = served_server(args, joblib_path, tmp, **settings)
-        try:
-            payload["first_start_seconds"] = served.start()
-            print(f"Server up in {payload['first_start_seconds']:.1f} s", flush=True)
-            ctx["served"] = served
-            ctx["servers"].append(served)
-            warm_up(served, texts[:16])
-            idle = Phase([served])
-            with idle:
-                time.sleep(3.0)
-            payload["idle_server_cpu_per_s"] = idle.server_cpu["served"] / idle.seconds
-            for name in args.scenarios:
-                if name == "coldstart" or not served.alive():
-                    continue
-                print(f"[{name}] load {os.getloadavg()[0]:.1f}", flush=True)
-                scenario_rows, scenario_goals = globals()[f"scenario_{name}"](ctx)
-                rows += scenario_rows
-                goals += scenario_goals
-                print(markdown_table(scenario_rows), flush=True)
-            if "coldstart" in args.scenarios:
-                print(f"[coldstart] load {os.getloadavg()[0]:.1f}", flush=True)
-                scenario_rows, _ = scenario_coldstart(ctx)
-                rows += scenario_rows
-        finally:
-            for server in ctx["servers"]:
-                if server.alive():
-                    server.kill()
-            payload["served_log_tail"] = served.log_tail(6000) if served.log_path.exists() else None
+        if args.scenarios:
+            rows, goals = run_scenarios(ctx, payload)
     payload.update({"rows": rows, "goals": goals, "uptime_after": uptime()})
     payload["finished"] = common.utc_now()
     print()
