@@ -39,7 +39,7 @@ except ImportError as error:  # pragma: no cover - the extra is missing
         "sklearn_albert.serving needs litserve: pip install 'sklearn-albert[serve]'."
     ) from error
 
-__all__ = ["build_server", "check_texts", "load_estimator", "serve"]
+__all__ = ["RequestError", "build_server", "check_texts", "load_estimator", "serve"]
 
 logger = logging.getLogger("sklearn_albert")
 
@@ -180,7 +180,15 @@ def served_methods(estimator):
 
 
 class RequestError(Exception):
-    """A request this server refuses: an HTTP status and a message for the client."""
+    """A request this server refuses: an HTTP status and a message for the client.
+
+    Parameters
+    ----------
+    status_code : int
+        400, 413, 415 or 422.
+    message : str
+        What is wrong, naming the field, and what would work.
+    """
 
     def __init__(self, status_code, message):
         super().__init__(message)
@@ -189,7 +197,7 @@ class RequestError(Exception):
 
 
 def check_texts(payload, *, max_texts, max_chars):
-    """The texts of a request body, or a :class:`RequestError` naming what is wrong.
+    """The texts of a request body, or a ``RequestError`` naming what is wrong.
 
     Parameters
     ----------
@@ -444,6 +452,8 @@ def _as_rows(output):
     """A method's output as JSON-ready Python values, one item per text."""
     import numpy as np
 
+    if hasattr(output, "toarray"):  # a sparse matrix (a pipeline ending in one)
+        output = output.toarray()
     return np.asarray(output).tolist()
 
 

@@ -478,6 +478,31 @@ def test_a_skops_file_with_an_unknown_type_is_refused_until_trusted(tmp_path):
     assert isinstance(load_estimator(path, trusted=["math.sqrt"]), FunctionTransformer)
 
 
+def test_a_saved_classifier_folder_loads_as_its_class(tiny_albert_path, tmp_path):
+    from sklearn_albert import AlbertClassifier
+    from sklearn_albert.serving import load_estimator, served_methods
+
+    classifier = AlbertClassifier(
+        str(tiny_albert_path), epochs=1, batch_size=8, dtype="float32", random_state=0
+    ).fit(TRAIN, LABELS)
+    folder = classifier.save(tmp_path / "classifier")
+
+    loaded = load_estimator(folder, device="cpu")
+
+    assert isinstance(loaded, AlbertClassifier)
+    assert {"predict", "predict_proba"} <= set(served_methods(loaded))
+    assert loaded.predict(TEXTS).tolist() == classifier.predict(TEXTS).tolist()
+
+
+def test_a_folder_not_written_by_save_is_refused_by_name(tmp_path):
+    from sklearn_albert.serving import load_estimator
+
+    (tmp_path / "estimator.json").write_text('{"class": "os.system"}', encoding="utf-8")
+
+    with pytest.raises(ValueError, match=r"names class 'os\.system'.*not a sklearn_albert"):
+        load_estimator(tmp_path)
+
+
 def test_importing_the_package_or_its_command_line_does_not_import_litserve():
     code = (
         "import sys, sklearn_albert, sklearn_albert._cli; "
