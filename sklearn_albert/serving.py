@@ -28,15 +28,12 @@ import multiprocessing
 import os
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from queue import Empty
 
 try:
     import litserve as ls
     from fastapi import HTTPException, Request
     from fastapi.responses import JSONResponse
-    from litserve.loops.simple_loops import BatchedLoop
 except ImportError as error:  # pragma: no cover - the extra is missing
     raise ImportError(
         "sklearn_albert.serving needs litserve: pip install 'sklearn-albert[serve]'."
@@ -312,43 +309,6 @@ class _InFlightLimit:
 # ---------------------------------------------------------------------- the endpoints
 
 
-# BENCHMARK TEST ONLY (bench_serve.py, issue 20), switched by environment variables:
-# SKLEARN_ALBERT_SERVE_TEST_IDLE=1 -> _IdleBatchedLoop; SKLEARN_ALBERT_SERVE_TEST_THREAD=1 ->
-# the estimator called from one worker thread instead of the process's main thread.
-_TEST_IDLE = os.environ.get("SKLEARN_ALBERT_SERVE_TEST_IDLE") == "1"
-_TEST_THREAD = os.environ.get("SKLEARN_ALBERT_SERVE_TEST_THREAD") == "1"
-
-
-class _FirstRequest:
-    """A request queue that hands out one request already taken from it, then the rest."""
-
-    def __init__(self, queue, first):
-        self._queue = queue
-        self._first = [first]
-
-    def get(self, block=True, timeout=None):
-        return self._first.pop() if self._first else self._queue.get(block, timeout)
-
-    def get_nowait(self):
-        return self._first.pop() if self._first else self._queue.get_nowait()
-
-
-class _IdleBatchedLoop(BatchedLoop):
-    """LitServe's batched loop, asleep while no request waits.
-
-    LitServe's own loop polls its queue every millisecond to fill a batch, idle or not;
-    this one blocks until a first request arrives (waking each second to notice shutdown),
-    then fills the batch as LitServe does, for at most ``batch_timeout`` seconds.
-    """
-
-    def get_batch_requests(self, lit_api, request_queue, transport):
-        try:
-            first = request_queue.get(timeout=1.0)
-        except Empty:
-            return [], []
-        return super().get_batch_requests(lit_api, _FirstRequest(request_queue, first), transport)
-
-
 class EstimatorAPI(ls.LitAPI):
     """One endpoint: ``method`` of the estimator in ``model``, batched by LitServe.
 
@@ -388,10 +348,7 @@ class EstimatorAPI(ls.LitAPI):
         batch_timeout=DEFAULT_BATCH_TIMEOUT,
     ):
         super().__init__(
-            max_batch_size=max_batch_size,
-            batch_timeout=batch_timeout,
-            api_path=f"/{method}",
-            loop=_IdleBatchedLoop() if _TEST_IDLE and max_batch_size > 1 else "auto",
+            max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=f"/{method}"
         )
         self.model = str(model)
         self.method = method
@@ -467,12 +424,7 @@ class EstimatorAPI(ls.LitAPI):
         requests = x if self.max_batch_size > 1 else [x]
         texts = [text for request in requests for text in request]
         started = time.perf_counter()
-        if _TEST_THREAD:
-            if getattr(self, "_caller", None) is None:
-                self._caller = ThreadPoolExecutor(1)
-            output = self._caller.submit(getattr(self.estimator, self.method), texts).result()
-        else:
-            output = getattr(self.estimator, self.method)(texts)
+        output = getattr(self.estimator, self.method)(texts)
         logger.debug(
             "/%s batch: %d request(s), %d text(s), %d characters, %.3f s",
             self.method,
