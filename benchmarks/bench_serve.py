@@ -53,7 +53,7 @@ counted as one batch ("burst").
 Examples
 --------
 ``python benchmarks/bench_serve.py --quick`` (smoke run: tiny counts, a few minutes)
-``python benchmarks/bench_serve.py --out serve.json`` (2,000 texts: about 15 min on 2 idle cores)
+``python benchmarks/bench_serve.py --out serve.json`` (2,000 texts; not timed on an idle machine)
 ``python benchmarks/bench_serve.py --tune --scenarios throughput``
 """
 
