@@ -9,7 +9,8 @@ tokenizes, batches or runs the model.
 import functools
 import os
 import warnings
-from numbers import Integral
+from dataclasses import replace
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import (
@@ -38,6 +39,12 @@ from ._unknown_tokens import UnknownTokenTally
 from ._validation import input_name, validate_texts
 from ._warnings import warn_at_caller
 
+#: Default passes over the labelled texts when ``fine_tune="contrastive"``.
+FINE_TUNE_EPOCHS = 10
+
+#: Default peak learning rate of contrastive adaptation.
+FINE_TUNE_LEARNING_RATE = 5e-5
+
 #: Distinct texts looked up in the cache and turned into features at a time (bounds memory).
 ASSEMBLY_CHUNK = 4096
 
@@ -59,7 +66,15 @@ SETTING_PARAMETERS = (
     "prompt",
     "truncate_dim",
     "output_dtype",
+    "fine_tune",
+    "fine_tune_epochs",
+    "fine_tune_batch_size",
+    "fine_tune_learning_rate",
+    "random_state",
 )
+
+#: Valid values of ``fine_tune`` besides None.
+FINE_TUNE_METHODS = ("contrastive",)
 
 
 class AlbertVectorizer(
@@ -67,10 +82,12 @@ class AlbertVectorizer(
 ):
     """Embed raw texts with ALBERT (or any Hugging Face encoder) as a scikit-learn transformer.
 
-    The model is pretrained and stays frozen: ``fit`` loads it and checks the options
-    against it, it learns nothing from ``X``. ``transform`` tokenizes, encodes in
-    length-sorted batches and pools each text into one float32 vector (or a quantized one,
-    see ``output_dtype``).
+    By default the model is pretrained and stays frozen: ``fit`` loads it and checks the
+    options against it, it learns nothing from ``X``. With ``fine_tune="contrastive"``,
+    ``fit(X, y)`` adapts a copy of the encoder to the labels first (few-shot, as SetFit
+    does; see :ref:`fine_tuning`). ``transform`` tokenizes, encodes in length-sorted
+    batches and pools each text into one float32 vector (or a quantized one, see
+    ``output_dtype``).
 
     Parameters
     ----------
@@ -218,8 +235,37 @@ class AlbertVectorizer(
         quantize. It applies after the embedding cache, so a grid search over it encodes
         each text once.
 
+    fine_tune : {"contrastive"} or None, default=None
+        None keeps the pretrained encoder: ``y`` is ignored and nothing is trained.
+        "contrastive" makes ``fit(X, y)`` tune a copy of the encoder on the labelled texts
+        before anything is embedded: the pooled vectors (``pooling``, ``layers``,
+        ``layer_aggregation``, as ``transform`` computes them) of every pair of texts in a
+        class-balanced batch are pulled to a cosine of 1 for the same class and 0 for
+        different classes (SetFit's objective over all in-batch pairs). Meant for a few
+        to a few hundred labels per class, with a classifier after it in a pipeline;
+        ``transform`` then embeds with the adapted weights, which a pickle always carries
+        (even with ``store_weights_in_pickle=False``). Needs at least two classes of two
+        texts each; not with ``dtype="int8"``. Precision follows ``dtype`` (bfloat16
+        autocast where ``"auto"`` picks it; weights and optimizer stay float32).
+
+    fine_tune_epochs : int, default=10
+        Passes over the labelled texts when ``fine_tune="contrastive"``.
+
+    fine_tune_batch_size : int, default=16
+        Texts per optimizer step when ``fine_tune="contrastive"``: each step encodes them
+        once and scores all ``B (B - 1) / 2`` pairs among them.
+
+    fine_tune_learning_rate : float, default=5e-5
+        Peak learning rate of AdamW when ``fine_tune="contrastive"`` (linear warmup over
+        the first 10 % of steps, then linear decay to 0; weight decay 0.01; gradients
+        clipped to norm 1, as for :class:`AlbertClassifier`).
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the batches and dropout of ``fine_tune="contrastive"``; with an int, two
+        fits on CPU give the same embeddings to the bit. Unused without ``fine_tune``.
+
     verbose : bool, default=False
-        Show a progress bar while encoding.
+        Show a progress bar while encoding (and one per epoch of adaptation).
 
     Attributes
     ----------
@@ -268,6 +314,13 @@ class AlbertVectorizer(
     int8_calibration_ : dict
         Only with ``dtype="int8"``: ``n_texts`` calibrated on, ``seconds`` it took and
         ``source`` ("fit texts" or "built-in sample").
+
+    fine_tune_history_ : list of dict
+        Only with ``fine_tune="contrastive"``: one record per epoch of adaptation,
+        ``epoch``, ``train_loss`` (mean over the epoch's batches), ``learning_rate`` (at
+        the epoch's end) and ``seconds``. ``model_fingerprint_`` then names the adapted
+        weights, so the embedding cache keeps their vectors apart from the pretrained
+        model's and from other fits'.
 
     input_name_ : str or None
         The name of the text column seen in ``fit`` (a named pandas or polars Series, or
@@ -318,6 +371,11 @@ class AlbertVectorizer(
         "prompt": [str, None],
         "truncate_dim": [Interval(Integral, 1, None, closed="left"), None],
         "output_dtype": [StrOptions(set(OUTPUT_DTYPES))],
+        "fine_tune": [StrOptions(set(FINE_TUNE_METHODS)), None],
+        "fine_tune_epochs": [Interval(Integral, 1, None, closed="left")],
+        "fine_tune_batch_size": [Interval(Integral, 2, None, closed="left")],
+        "fine_tune_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "random_state": ["random_state"],
         "verbose": ["boolean"],
     }
 
@@ -346,6 +404,11 @@ class AlbertVectorizer(
         prompt=None,
         truncate_dim=None,
         output_dtype="float32",
+        fine_tune=None,
+        fine_tune_epochs=FINE_TUNE_EPOCHS,
+        fine_tune_batch_size=16,
+        fine_tune_learning_rate=FINE_TUNE_LEARNING_RATE,
+        random_state=None,
         verbose=False,
     ):
         self.model_name_or_path = model_name_or_path
@@ -370,24 +433,31 @@ class AlbertVectorizer(
         self.prompt = prompt
         self.truncate_dim = truncate_dim
         self.output_dtype = output_dtype
+        self.fine_tune = fine_tune
+        self.fine_tune_epochs = fine_tune_epochs
+        self.fine_tune_batch_size = fine_tune_batch_size
+        self.fine_tune_learning_rate = fine_tune_learning_rate
+        self.random_state = random_state
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Load the model and resolve every option against it.
+        """Load the model and resolve every option against it; adapt it if asked.
 
-        Nothing is learned from X, except with ``output_dtype="int8"`` or ``"uint8"``:
-        then its texts are encoded and each dimension's range is kept
-        (``quantization_ranges_``).
+        With ``fine_tune=None`` nothing is learned from X, except with
+        ``output_dtype="int8"`` or ``"uint8"``: then its texts are encoded and each
+        dimension's range is kept (``quantization_ranges_``). With
+        ``fine_tune="contrastive"`` a copy of the encoder is tuned on the labelled texts.
 
         Parameters
         ----------
         X : iterable of str
             Texts; they are tokenized to count those longer than ``max_length_``.
-        y : None
-            Ignored.
+        y : array-like of shape (n_samples,) or None
+            Ignored with ``fine_tune=None``. With ``fine_tune="contrastive"``, the label
+            of each text: at least two classes, each with at least two texts.
 
         Returns
         -------
@@ -397,10 +467,10 @@ class AlbertVectorizer(
         name = input_name(X)
         texts = validate_texts(X)
         if self.output_dtype in FITTED_RANGE_DTYPES:
-            self.fit_transform(texts)
+            self.fit_transform(texts, y)
             self.input_name_ = name
             return self
-        self._fit(texts, name)
+        self._fit(texts, name, y)
         from ._engine import token_counts
 
         # Distinct texts, as fit_transform (which encodes each distinct text once) counts.
@@ -424,8 +494,8 @@ class AlbertVectorizer(
         ----------
         X : iterable of str
             Texts, as for :meth:`transform`.
-        y : None
-            Ignored.
+        y : array-like of shape (n_samples,) or None
+            Labels, used with ``fine_tune="contrastive"`` only (see :meth:`fit`).
 
         Returns
         -------
@@ -436,7 +506,7 @@ class AlbertVectorizer(
         texts = validate_texts(X)
         if self.output_dtype in FITTED_RANGE_DTYPES and not texts:
             fit_ranges(np.empty((0, 0), np.float32), self.output_dtype)  # its error
-        self._fit(texts, name)
+        self._fit(texts, name, y)
         unknown = UnknownTokenTally(self._loaded.tokenizer)
         vectors, n_truncated = self._embed(texts, tally=unknown)
         unknown.warn_if_mostly_unknown(stacklevel=4)
@@ -572,11 +642,12 @@ class AlbertVectorizer(
         """Number of features, for ``get_feature_names_out``."""
         return self.n_features_out_
 
-    def _fit(self, texts, name):
+    def _fit(self, texts, name, y=None):
         from ._devices import dtype_name, resolve_device, resolve_dtype
         from ._loading import load_model
 
         validated_embedding_cache(self.embedding_cache)
+        targets = self._validated_targets(texts, y)
         device = _as_parameter_error(resolve_device, self.device)
         compute_dtype = _as_parameter_error(lambda dtype: resolve_dtype(dtype, device), self.dtype)
         loaded = load_model(
@@ -596,9 +667,13 @@ class AlbertVectorizer(
         )
         self._int8_encoder = None
         vars(self).pop("quantization_ranges_", None)  # fitted anew for int8 and uint8 only
+        vars(self).pop("fine_tune_history_", None)
+        if targets is not None:
+            loaded, self.fine_tune_history_ = self._adapt(
+                texts, targets, loaded, settings, compute_dtype
+            )
+            settings = replace(settings, model_fingerprint=loaded.fingerprint)
         if settings.compute_dtype == "int8":
-            from dataclasses import replace
-
             from ._calibration import calibrate_on_texts
 
             self._int8_encoder, self.int8_calibration_ = calibrate_on_texts(
@@ -613,6 +688,91 @@ class AlbertVectorizer(
         self.n_features_out_ = settings.n_features_out(loaded.hidden_size)
         self.input_name_ = name
 
+    def _validated_targets(self, texts, y):
+        """Class indices of ``y`` for ``fine_tune="contrastive"``; None when not adapting."""
+        if self.fine_tune is None:
+            return None
+        from sklearn.preprocessing import LabelEncoder
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+        if y is None:
+            raise ValueError(
+                f"Got fine_tune={self.fine_tune!r} but y=None: contrastive adaptation learns "
+                "from labels. Call fit(X, y) with a label per text (a Pipeline passes y on), "
+                "or use fine_tune=None for the pretrained encoder."
+            )
+        if self.dtype == "int8":
+            raise ValueError(
+                f"Got fine_tune={self.fine_tune!r} with dtype='int8': adaptation trains "
+                "float weights, and int8 calibrates a fixed encoder. Use dtype='auto', "
+                "'float32' or 'bfloat16'; or save() the adapted vectorizer and build an "
+                "int8 one from its model/ folder."
+            )
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(texts, y)
+        check_classification_targets(y)
+        encoder = LabelEncoder()
+        targets = encoder.fit_transform(y)
+        counts = np.bincount(targets)
+        if len(counts) < 2:
+            raise ValueError(
+                f"Got fine_tune={self.fine_tune!r} with a single class in y "
+                f"({encoder.classes_.tolist()!r}): contrastive adaptation needs texts of at "
+                "least 2 classes. Label texts of another class, or use fine_tune=None."
+            )
+        if counts.min() < 2:
+            lonely = encoder.classes_[counts < 2].tolist()
+            raise ValueError(
+                f"Got fine_tune={self.fine_tune!r} with classes {lonely!r} of one text each "
+                "in y: a class needs at least 2 texts to form a same-class pair. Label more "
+                "texts of those classes, drop them, or use fine_tune=None."
+            )
+        return targets
+
+    def _adapt(self, texts, targets, pretrained, settings, compute_dtype):
+        """A ``LoadedModel`` of the encoder tuned contrastively on ``texts``, and its history.
+
+        The pretrained model is the shared one of the registry (other estimators encode
+        with it): training runs on a copy, and the copy is held under its own fingerprint
+        (``in-memory:<fingerprint>``) only, never under ``model_name_or_path``.
+        """
+        import torch
+        from sklearn.utils import check_random_state
+
+        from ._contrastive import adapt_encoder
+        from ._engine import cut_windows, tokenize
+        from ._loading import hold_in_memory, in_memory_name, prepare_model
+
+        windows = cut_windows(
+            tokenize(pretrained.tokenizer, texts), pretrained, settings, long_text="truncate"
+        )
+        rng = check_random_state(self.random_state)
+        torch_seed = int(rng.randint(np.iinfo(np.int32).max))
+        device = torch.device(settings.device)
+        cuda_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(torch_seed)
+            encoder, history = adapt_encoder(
+                pretrained.model,
+                windows.ids,
+                targets,
+                settings=settings,
+                epochs=self.fine_tune_epochs,
+                batch_size=self.fine_tune_batch_size,
+                learning_rate=self.fine_tune_learning_rate,
+                compute_dtype=compute_dtype,
+                pad_id=pretrained.pad_id,
+                rng=rng,
+                verbose=self.verbose,
+            )
+        adapted = prepare_model(encoder, pretrained.tokenizer, device)
+        return hold_in_memory(in_memory_name(adapted), adapted), history
+
+    def _is_adapted(self):
+        """Whether this fitted vectorizer encodes with weights it tuned itself."""
+        return "fine_tune_history_" in vars(self)
+
     # ------------------------------------------------------------------ encoding
 
     def _ensure_loaded(self):
@@ -622,8 +782,14 @@ class AlbertVectorizer(
             return loaded
         import torch
 
-        from ._loading import load_model
+        from ._loading import IN_MEMORY_PREFIX, load_model
 
+        if self._is_adapted():
+            # Adapted weights live in this estimator (and its pickles) only.
+            self._loaded = load_model(
+                IN_MEMORY_PREFIX + self.model_fingerprint_, device=torch.device(self.device_)
+            )
+            return self._loaded
         loaded = load_model(
             self.model_name_or_path,
             device=torch.device(self.device_),
@@ -839,12 +1005,17 @@ class AlbertVectorizer(
         "int8_calibration_",
         "quantization_ranges_",
         "input_name_",
+        "fine_tune_history_",
         "n_features_in_",
         "feature_names_in_",
     )
 
     def _weights_travel(self):
-        return self.store_weights_in_pickle
+        # Adapted weights are on no hub and in no folder: they always travel.
+        return self.store_weights_in_pickle or self._is_adapted()
+
+    def _weights_are_fitted_state(self):
+        return self._is_adapted()
 
     def _model_to_save(self):
         return self._ensure_loaded()
@@ -868,6 +1039,18 @@ class AlbertVectorizer(
 
         if extra_weights is not None:
             raise ValueError("An AlbertVectorizer folder holds no weights beside model/.")
+        if self._is_adapted():
+            # Held under their own fingerprint, never under model_name_or_path: clones
+            # and fresh vectorizers of that checkpoint must get the pretrained weights.
+            from ._loading import in_memory_name
+
+            if loaded.fingerprint != self.model_fingerprint_:
+                raise ValueError(
+                    "The restored weights are not the adapted weights this vectorizer was "
+                    "fitted with (their fingerprints differ)."
+                )
+            self._loaded = hold_in_memory(in_memory_name(loaded), loaded)
+            return
         # Held under its checkpoint name, so that clones (a grid search on a restored
         # pipeline) encode with these weights even when the checkpoint is not reachable.
         held = hold_in_memory(held_name(self.model_name_or_path, self.revision), loaded)
