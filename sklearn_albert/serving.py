@@ -29,11 +29,13 @@ import os
 import signal
 import time
 from pathlib import Path
+from queue import Empty
 
 try:
     import litserve as ls
     from fastapi import HTTPException, Request
     from fastapi.responses import JSONResponse
+    from litserve.loops.simple_loops import BatchedLoop
 except ImportError as error:  # pragma: no cover - the extra is missing
     raise ImportError(
         "sklearn_albert.serving needs litserve: pip install 'sklearn-albert[serve]'."
@@ -309,6 +311,62 @@ class _InFlightLimit:
 # ---------------------------------------------------------------------- the endpoints
 
 
+#: The LitServe versions whose batched loop :class:`_IdleBatchedLoop` was written against.
+_IDLE_LOOP_VERSIONS = ("0.2.",)
+
+
+class _FirstRequest:
+    """A request queue that hands out one request already taken from it, then the rest."""
+
+    def __init__(self, queue, first):
+        self._queue = queue
+        self._first = [first]
+
+    def get(self, block=True, timeout=None):
+        return self._first.pop() if self._first else self._queue.get(block, timeout)
+
+    def get_nowait(self):
+        return self._first.pop() if self._first else self._queue.get_nowait()
+
+
+class _IdleBatchedLoop(BatchedLoop):
+    """LitServe's batched loop, asleep while no request waits.
+
+    LitServe's own loop asks its request queue (a ``multiprocessing.Manager`` proxy: a
+    round trip to the Manager process each time) for a request every millisecond, idle or
+    not. This one blocks until a first request arrives, waking each second to let LitServe
+    check for shutdown, then fills the batch as LitServe does, for at most
+    ``batch_timeout`` seconds after that first request. LitServe's stop sentinel passes
+    through to its own collation, which ends the loop.
+    """
+
+    def get_batch_requests(self, lit_api, request_queue, transport):
+        try:
+            first = request_queue.get(timeout=1.0)
+        except Empty:
+            return [], []
+        return super().get_batch_requests(lit_api, _FirstRequest(request_queue, first), transport)
+
+
+def _batched_loop(max_batch_size):
+    """The loop for an endpoint: :class:`_IdleBatchedLoop` where LitServe's fits it."""
+    if max_batch_size <= 1:
+        return "auto"  # LitServe's unbatched loop already blocks while idle
+    version = getattr(ls, "__version__", "")
+    if not version.startswith(_IDLE_LOOP_VERSIONS) or not callable(
+        getattr(BatchedLoop, "get_batch_requests", None)
+    ):
+        logger.warning(
+            "LitServe %s is not a version the idle-friendly batched loop was written for "
+            "(%s): using LitServe's own loop, which polls its queue every millisecond "
+            "while idle.",
+            version or "(unknown version)",
+            ", ".join(f"{prefix}x" for prefix in _IDLE_LOOP_VERSIONS),
+        )
+        return "auto"
+    return _IdleBatchedLoop()
+
+
 class EstimatorAPI(ls.LitAPI):
     """One endpoint: ``method`` of the estimator in ``model``, batched by LitServe.
 
@@ -348,7 +406,10 @@ class EstimatorAPI(ls.LitAPI):
         batch_timeout=DEFAULT_BATCH_TIMEOUT,
     ):
         super().__init__(
-            max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=f"/{method}"
+            max_batch_size=max_batch_size,
+            batch_timeout=batch_timeout,
+            api_path=f"/{method}",
+            loop=_batched_loop(max_batch_size),
         )
         self.model = str(model)
         self.method = method

@@ -412,6 +412,43 @@ def test_a_bad_request_answers_4xx_naming_the_field_and_harms_nothing(
     assert good[1]["predictions"] == models["pipeline"].predict(TEXTS[:2]).tolist()
 
 
+# ---------------------------------------------------------------------- idle
+
+
+def _cpu_seconds_of_tree(root_pid):
+    """User plus system CPU seconds of a process and all its descendants, from /proc."""
+    stats = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After the command: state, ppid, ... utime and stime are fields 14 and 15 of stat.
+        stats[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _) in stats.items() if ppid == parent]
+        tree.update(children)
+        frontier.extend(children)
+    ticks = sum(stats[pid][1] for pid in tree if pid in stats)
+    return ticks / os.sysconf("SC_CLK_TCK"), len(tree)
+
+
+def test_an_idle_server_uses_almost_no_cpu(pipeline_server):
+    # LitServe's batched loop asks its (Manager) queue for a request every millisecond,
+    # idle or not; the server's loop sleeps until a request comes. A CPU-time bound.
+    assert get(pipeline_server.port, "/health")[0] == 200
+    time.sleep(1.0)  # the answer to /health, and any batch before it, is over
+    before, processes = _cpu_seconds_of_tree(pipeline_server.process.pid)
+    started = time.monotonic()
+    time.sleep(3.0)
+    after, _ = _cpu_seconds_of_tree(pipeline_server.process.pid)
+    per_second = (after - before) / (time.monotonic() - started)
+    assert processes >= 4  # the main process, its Manager, HTTP process and workers
+    assert per_second < 0.05, f"{per_second:.3f} CPU-s per second over {processes} processes"
+
+
 # ---------------------------------------------------------------------- overload, SIGTERM
 # The last test: it stops the vectorizer server.
 
