@@ -52,16 +52,20 @@ RESPONSE_KEYS = {
     "predict_proba": "probabilities",
     "transform": "embeddings",
 }
-DEFAULT_MAX_BATCH_SIZE = 16
+#: Large batches cost less per text; a worker waits at most ``DEFAULT_BATCH_TIMEOUT``
+#: after a batch's first request, so a lone client pays 10 ms more, not a full batch.
+DEFAULT_MAX_BATCH_SIZE = 64
 DEFAULT_BATCH_TIMEOUT = 0.01
 DEFAULT_MAX_TEXTS_PER_REQUEST = 256
 #: Characters per text: a few pages, far beyond the 512 tokens most encoders read.
 DEFAULT_MAX_TEXT_CHARS = 20_000
-DEFAULT_MAX_QUEUE = 1024
+#: Requests in flight: about what a CPU server answers within the request timeout
+#: (``max_queue`` ~ requests per second x seconds a client may wait).
+DEFAULT_MAX_QUEUE = 256
 #: Seconds a client is told to wait (``Retry-After``) when the server is full.
 RETRY_AFTER_SECONDS = 1
 #: Seconds a request may wait for a worker before it answers 504 (LitServe's default).
-REQUEST_TIMEOUT = 30
+DEFAULT_REQUEST_TIMEOUT = 30
 API_KEY_ENV = "SKLEARN_ALBERT_API_KEY"
 WARM_UP_TEXTS = ["warm up"]
 
@@ -541,6 +545,8 @@ def build_server(
     max_texts_per_request=DEFAULT_MAX_TEXTS_PER_REQUEST,
     max_text_chars=DEFAULT_MAX_TEXT_CHARS,
     max_queue=DEFAULT_MAX_QUEUE,
+    request_timeout=DEFAULT_REQUEST_TIMEOUT,
+    methods=None,
     api_key=None,
     log_level="info",
 ):
@@ -558,14 +564,21 @@ def build_server(
     device : str, default="auto"
     workers : int, default=1
         Inference worker processes per endpoint, each with its own copy of the model.
-    max_batch_size : int, default=16
+    max_batch_size : int, default=64
         Requests per batch (a batch's texts are all its requests' texts).
     batch_timeout : float, default=0.01
-        Seconds a worker waits for a batch to fill.
+        Seconds a worker waits, after a batch's first request, for the batch to fill.
     max_texts_per_request : int, default=256
     max_text_chars : int, default=20000
-    max_queue : int, default=1024
+    max_queue : int, default=256
         Requests in flight (waiting or computed) beyond which the server answers 503.
+        About the requests per second the server answers times ``request_timeout``.
+    request_timeout : float, default=30
+        Seconds a request may wait for a worker before it answers 504.
+    methods : iterable of str, default=None
+        The endpoints to serve, among "predict", "predict_proba", "transform"; None
+        serves every one the estimator has. Each endpoint runs its own ``workers``
+        processes, each holding a copy of the model.
     api_key : str, default=None
         The bearer token every request to an endpoint must send.
     log_level : str, default="info"
@@ -585,11 +598,27 @@ def build_server(
             raise ValueError(f"Got {name}={value!r} but expected a positive integer.")
     if not batch_timeout >= 0:
         raise ValueError(f"Got batch_timeout={batch_timeout!r} but expected seconds >= 0.")
+    if not request_timeout > batch_timeout:
+        raise ValueError(
+            f"Got request_timeout={request_timeout!r} but expected seconds greater than "
+            f"batch_timeout={batch_timeout!r}."
+        )
     if api_key is not None and not api_key.strip():
         raise ValueError("Got an empty api_key; give a secret string, or None for no key.")
     estimator = load_estimator(model, trusted=trusted, device="cpu")
-    methods = served_methods(estimator)
+    available = served_methods(estimator)
     description = type(estimator).__name__
+    if methods is None:
+        methods = available
+    else:
+        methods = list(dict.fromkeys(methods))
+        for method in methods:
+            if method not in available:
+                raise ValueError(
+                    f"Got methods={methods!r} but this model ({description}) has only "
+                    f"{', '.join(available) or 'none of ' + ', '.join(METHODS.values())}."
+                )
+        methods = [method for method in available if method in methods]
     del estimator
     from . import clear_cache
 
@@ -619,7 +648,7 @@ def build_server(
         apis,
         accelerator="cpu",  # devices are this package's choice (load_estimator), per worker
         workers_per_device=workers,
-        timeout=REQUEST_TIMEOUT,
+        timeout=request_timeout,
         # Bytes of a body that could be valid (a character is at most 6 bytes of JSON,
         # "\\uXXXX"): a larger one answers 413 before it is read whole.
         max_payload_size=max_texts_per_request * (6 * max_text_chars + 16) + 4096,

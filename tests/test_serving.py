@@ -562,6 +562,27 @@ def test_the_command_line_defaults_are_the_engine_defaults():
     assert args.max_texts_per_request == serving.DEFAULT_MAX_TEXTS_PER_REQUEST
     assert args.max_text_chars == serving.DEFAULT_MAX_TEXT_CHARS
     assert args.max_queue == serving.DEFAULT_MAX_QUEUE
+    assert args.request_timeout == serving.DEFAULT_REQUEST_TIMEOUT
+    assert args.methods is None
+    assert _cli.build_parser().parse_args(
+        ["serve", "m.joblib", "--methods", "transform, predict"]
+    ).methods == ["transform", "predict"]
+
+
+def test_methods_serves_only_the_endpoints_named(models):
+    from sklearn_albert.serving import build_server
+
+    model = models["folder"] / "pipeline.joblib"
+    server = build_server(model, methods=["predict"], request_timeout=12)
+
+    assert [api.api_path for api in server.litapi_connector] == ["/predict"]
+    assert server.timeout == 12
+    # The left-out method is answered by the 404 route that names what is served.
+    assert "/predict_proba" in {route.path for route in server.app.routes}
+    with pytest.raises(ValueError, match="has only predict, predict_proba"):
+        build_server(model, methods=["transform"])
+    with pytest.raises(ValueError, match="request_timeout=0.01"):
+        build_server(model, batch_timeout=0.01, request_timeout=0.01)
 
 
 @pytest.mark.parametrize(
@@ -572,6 +593,7 @@ def test_the_command_line_defaults_are_the_engine_defaults():
         (["serve", "m.joblib", "--workers", "0"], "positive integer"),
         (["serve", "m.joblib", "--batch-timeout", "-1"], "number >= 0"),
         (["serve", "m.joblib", "--host", "example.com"], "invalid choice"),
+        (["serve", "m.joblib", "--methods", "predict,fit"], "among predict, predict_proba"),
     ],
 )
 def test_wrong_serve_usage_is_one_line_and_status_2(argv, message, capsys):
