@@ -608,3 +608,14 @@ def test_a_missing_model_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no such file or folder" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_an_unknown_litserve_version_gets_litserve_s_own_loop_with_a_warning(monkeypatch, caplog):
+    from sklearn_albert import serving
+
+    assert isinstance(serving._batched_loop(16), serving._IdleBatchedLoop)
+    assert serving._batched_loop(1) == "auto"
+    monkeypatch.setattr(serving.ls, "__version__", "9.0.0")
+    with caplog.at_level("WARNING", logger="sklearn_albert"):
+        assert serving._batched_loop(16) == "auto"
+    assert "LitServe 9.0.0" in caplog.text
