@@ -218,14 +218,15 @@ def _add_serve_command(commands):
     serve.add_argument(
         "--max-batch-size",
         type=_positive_int,
-        default=16,
-        help="requests batched together; their texts go through the model at once (default: 16)",
+        default=64,
+        help="requests batched together; their texts go through the model at once (default: 64)",
     )
     serve.add_argument(
         "--batch-timeout",
         type=_non_negative_float,
         default=0.01,
-        help="seconds a worker waits for a batch to fill (default: 0.01)",
+        help="seconds a worker waits, after a batch's first request, for it to fill "
+        "(default: 0.01)",
     )
     serve.add_argument(
         "--max-texts-per-request",
@@ -242,9 +243,23 @@ def _add_serve_command(commands):
     serve.add_argument(
         "--max-queue",
         type=_positive_int,
-        default=1024,
-        help="requests in flight beyond which the server answers 503 with Retry-After "
-        "(default: 1024)",
+        default=256,
+        help="requests in flight beyond which the server answers 503 with Retry-After; "
+        "about requests/s answered x --request-timeout (default: 256)",
+    )
+    serve.add_argument(
+        "--request-timeout",
+        type=_non_negative_float,
+        default=30.0,
+        help="seconds a request may wait for a worker before it answers 504 (default: 30)",
+    )
+    serve.add_argument(
+        "--methods",
+        type=_method_list,
+        default=None,
+        metavar="NAMES",
+        help="comma-separated endpoints to serve, e.g. predict,transform; each holds its "
+        "own copy of the model per worker (default: every one the model has)",
     )
     serve.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)"
@@ -494,6 +509,8 @@ def run_serve(args):
         max_texts_per_request=args.max_texts_per_request,
         max_text_chars=args.max_text_chars,
         max_queue=args.max_queue,
+        request_timeout=args.request_timeout,
+        methods=args.methods,
         api_key=args.api_key or os.environ.get(serving.API_KEY_ENV) or None,
     )
     return 0
@@ -647,6 +664,16 @@ def _non_negative_float(text):
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"got {text!r}, expected a number >= 0")
     return value
+
+
+def _method_list(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = ("predict", "predict_proba", "transform")
+    if not names or any(name not in known for name in names):
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}, expected comma-separated names among {', '.join(known)}"
+        )
+    return names
 
 
 def _port(text):

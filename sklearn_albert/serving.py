@@ -29,11 +29,13 @@ import os
 import signal
 import time
 from pathlib import Path
+from queue import Empty
 
 try:
     import litserve as ls
     from fastapi import HTTPException, Request
     from fastapi.responses import JSONResponse
+    from litserve.loops.simple_loops import BatchedLoop
 except ImportError as error:  # pragma: no cover - the extra is missing
     raise ImportError(
         "sklearn_albert.serving needs litserve: pip install 'sklearn-albert[serve]'."
@@ -50,16 +52,20 @@ RESPONSE_KEYS = {
     "predict_proba": "probabilities",
     "transform": "embeddings",
 }
-DEFAULT_MAX_BATCH_SIZE = 16
+#: Large batches cost less per text; a worker waits at most ``DEFAULT_BATCH_TIMEOUT``
+#: after a batch's first request, so a lone client pays 10 ms more, not a full batch.
+DEFAULT_MAX_BATCH_SIZE = 64
 DEFAULT_BATCH_TIMEOUT = 0.01
 DEFAULT_MAX_TEXTS_PER_REQUEST = 256
 #: Characters per text: a few pages, far beyond the 512 tokens most encoders read.
 DEFAULT_MAX_TEXT_CHARS = 20_000
-DEFAULT_MAX_QUEUE = 1024
+#: Requests in flight: about what a CPU server answers within the request timeout
+#: (``max_queue`` ~ requests per second x seconds a client may wait).
+DEFAULT_MAX_QUEUE = 256
 #: Seconds a client is told to wait (``Retry-After``) when the server is full.
 RETRY_AFTER_SECONDS = 1
 #: Seconds a request may wait for a worker before it answers 504 (LitServe's default).
-REQUEST_TIMEOUT = 30
+DEFAULT_REQUEST_TIMEOUT = 30
 API_KEY_ENV = "SKLEARN_ALBERT_API_KEY"
 WARM_UP_TEXTS = ["warm up"]
 
@@ -309,6 +315,62 @@ class _InFlightLimit:
 # ---------------------------------------------------------------------- the endpoints
 
 
+#: The LitServe versions whose batched loop :class:`_IdleBatchedLoop` was written against.
+_IDLE_LOOP_VERSIONS = ("0.2.",)
+
+
+class _FirstRequest:
+    """A request queue that hands out one request already taken from it, then the rest."""
+
+    def __init__(self, queue, first):
+        self._queue = queue
+        self._first = [first]
+
+    def get(self, block=True, timeout=None):
+        return self._first.pop() if self._first else self._queue.get(block, timeout)
+
+    def get_nowait(self):
+        return self._first.pop() if self._first else self._queue.get_nowait()
+
+
+class _IdleBatchedLoop(BatchedLoop):
+    """LitServe's batched loop, asleep while no request waits.
+
+    LitServe's own loop asks its request queue (a ``multiprocessing.Manager`` proxy: a
+    round trip to the Manager process each time) for a request every millisecond, idle or
+    not. This one blocks until a first request arrives, waking each second to let LitServe
+    check for shutdown, then fills the batch as LitServe does, for at most
+    ``batch_timeout`` seconds after that first request. LitServe's stop sentinel passes
+    through to its own collation, which ends the loop.
+    """
+
+    def get_batch_requests(self, lit_api, request_queue, transport):
+        try:
+            first = request_queue.get(timeout=1.0)
+        except Empty:
+            return [], []
+        return super().get_batch_requests(lit_api, _FirstRequest(request_queue, first), transport)
+
+
+def _batched_loop(max_batch_size):
+    """The loop for an endpoint: :class:`_IdleBatchedLoop` where LitServe's fits it."""
+    if max_batch_size <= 1:
+        return "auto"  # LitServe's unbatched loop already blocks while idle
+    version = getattr(ls, "__version__", "")
+    if not version.startswith(_IDLE_LOOP_VERSIONS) or not callable(
+        getattr(BatchedLoop, "get_batch_requests", None)
+    ):
+        logger.warning(
+            "LitServe %s is not a version the idle-friendly batched loop was written for "
+            "(%s): using LitServe's own loop, which polls its queue every millisecond "
+            "while idle.",
+            version or "(unknown version)",
+            ", ".join(f"{prefix}x" for prefix in _IDLE_LOOP_VERSIONS),
+        )
+        return "auto"
+    return _IdleBatchedLoop()
+
+
 class EstimatorAPI(ls.LitAPI):
     """One endpoint: ``method`` of the estimator in ``model``, batched by LitServe.
 
@@ -348,7 +410,10 @@ class EstimatorAPI(ls.LitAPI):
         batch_timeout=DEFAULT_BATCH_TIMEOUT,
     ):
         super().__init__(
-            max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=f"/{method}"
+            max_batch_size=max_batch_size,
+            batch_timeout=batch_timeout,
+            api_path=f"/{method}",
+            loop=_batched_loop(max_batch_size),
         )
         self.model = str(model)
         self.method = method
@@ -480,6 +545,8 @@ def build_server(
     max_texts_per_request=DEFAULT_MAX_TEXTS_PER_REQUEST,
     max_text_chars=DEFAULT_MAX_TEXT_CHARS,
     max_queue=DEFAULT_MAX_QUEUE,
+    request_timeout=DEFAULT_REQUEST_TIMEOUT,
+    methods=None,
     api_key=None,
     log_level="info",
 ):
@@ -497,14 +564,21 @@ def build_server(
     device : str, default="auto"
     workers : int, default=1
         Inference worker processes per endpoint, each with its own copy of the model.
-    max_batch_size : int, default=16
+    max_batch_size : int, default=64
         Requests per batch (a batch's texts are all its requests' texts).
     batch_timeout : float, default=0.01
-        Seconds a worker waits for a batch to fill.
+        Seconds a worker waits, after a batch's first request, for the batch to fill.
     max_texts_per_request : int, default=256
     max_text_chars : int, default=20000
-    max_queue : int, default=1024
+    max_queue : int, default=256
         Requests in flight (waiting or computed) beyond which the server answers 503.
+        About the requests per second the server answers times ``request_timeout``.
+    request_timeout : float, default=30
+        Seconds a request may wait for a worker before it answers 504.
+    methods : iterable of str, default=None
+        The endpoints to serve, among "predict", "predict_proba", "transform"; None
+        serves every one the estimator has. Each endpoint runs its own ``workers``
+        processes, each holding a copy of the model.
     api_key : str, default=None
         The bearer token every request to an endpoint must send.
     log_level : str, default="info"
@@ -524,11 +598,27 @@ def build_server(
             raise ValueError(f"Got {name}={value!r} but expected a positive integer.")
     if not batch_timeout >= 0:
         raise ValueError(f"Got batch_timeout={batch_timeout!r} but expected seconds >= 0.")
+    if not request_timeout > batch_timeout:
+        raise ValueError(
+            f"Got request_timeout={request_timeout!r} but expected seconds greater than "
+            f"batch_timeout={batch_timeout!r}."
+        )
     if api_key is not None and not api_key.strip():
         raise ValueError("Got an empty api_key; give a secret string, or None for no key.")
     estimator = load_estimator(model, trusted=trusted, device="cpu")
-    methods = served_methods(estimator)
+    available = served_methods(estimator)
     description = type(estimator).__name__
+    if methods is None:
+        methods = available
+    else:
+        methods = list(dict.fromkeys(methods))
+        for method in methods:
+            if method not in available:
+                raise ValueError(
+                    f"Got methods={methods!r} but this model ({description}) has only "
+                    f"{', '.join(available) or 'none of ' + ', '.join(METHODS.values())}."
+                )
+        methods = [method for method in available if method in methods]
     del estimator
     from . import clear_cache
 
@@ -558,7 +648,7 @@ def build_server(
         apis,
         accelerator="cpu",  # devices are this package's choice (load_estimator), per worker
         workers_per_device=workers,
-        timeout=REQUEST_TIMEOUT,
+        timeout=request_timeout,
         # Bytes of a body that could be valid (a character is at most 6 bytes of JSON,
         # "\\uXXXX"): a larger one answers 413 before it is read whole.
         max_payload_size=max_texts_per_request * (6 * max_text_chars + 16) + 4096,

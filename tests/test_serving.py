@@ -412,6 +412,43 @@ def test_a_bad_request_answers_4xx_naming_the_field_and_harms_nothing(
     assert good[1]["predictions"] == models["pipeline"].predict(TEXTS[:2]).tolist()
 
 
+# ---------------------------------------------------------------------- idle
+
+
+def _cpu_seconds_of_tree(root_pid):
+    """User plus system CPU seconds of a process and all its descendants, from /proc."""
+    stats = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After the command: state, ppid, ... utime and stime are fields 14 and 15 of stat.
+        stats[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _) in stats.items() if ppid == parent]
+        tree.update(children)
+        frontier.extend(children)
+    ticks = sum(stats[pid][1] for pid in tree if pid in stats)
+    return ticks / os.sysconf("SC_CLK_TCK"), len(tree)
+
+
+def test_an_idle_server_uses_almost_no_cpu(pipeline_server):
+    # LitServe's batched loop asks its (Manager) queue for a request every millisecond,
+    # idle or not; the server's loop sleeps until a request comes. A CPU-time bound.
+    assert get(pipeline_server.port, "/health")[0] == 200
+    time.sleep(1.0)  # the answer to /health, and any batch before it, is over
+    before, processes = _cpu_seconds_of_tree(pipeline_server.process.pid)
+    started = time.monotonic()
+    time.sleep(3.0)
+    after, _ = _cpu_seconds_of_tree(pipeline_server.process.pid)
+    per_second = (after - before) / (time.monotonic() - started)
+    assert processes >= 4  # the main process, its Manager, HTTP process and workers
+    assert per_second < 0.05, f"{per_second:.3f} CPU-s per second over {processes} processes"
+
+
 # ---------------------------------------------------------------------- overload, SIGTERM
 # The last test: it stops the vectorizer server.
 
@@ -525,6 +562,27 @@ def test_the_command_line_defaults_are_the_engine_defaults():
     assert args.max_texts_per_request == serving.DEFAULT_MAX_TEXTS_PER_REQUEST
     assert args.max_text_chars == serving.DEFAULT_MAX_TEXT_CHARS
     assert args.max_queue == serving.DEFAULT_MAX_QUEUE
+    assert args.request_timeout == serving.DEFAULT_REQUEST_TIMEOUT
+    assert args.methods is None
+    assert _cli.build_parser().parse_args(
+        ["serve", "m.joblib", "--methods", "transform, predict"]
+    ).methods == ["transform", "predict"]
+
+
+def test_methods_serves_only_the_endpoints_named(models):
+    from sklearn_albert.serving import build_server
+
+    model = models["folder"] / "pipeline.joblib"
+    server = build_server(model, methods=["predict"], request_timeout=12)
+
+    assert [api.api_path for api in server.litapi_connector] == ["/predict"]
+    assert server.timeout == 12
+    # The left-out method is answered by the 404 route that names what is served.
+    assert "/predict_proba" in {route.path for route in server.app.routes}
+    with pytest.raises(ValueError, match="has only predict, predict_proba"):
+        build_server(model, methods=["transform"])
+    with pytest.raises(ValueError, match="request_timeout=0.01"):
+        build_server(model, batch_timeout=0.01, request_timeout=0.01)
 
 
 @pytest.mark.parametrize(
@@ -535,6 +593,7 @@ def test_the_command_line_defaults_are_the_engine_defaults():
         (["serve", "m.joblib", "--workers", "0"], "positive integer"),
         (["serve", "m.joblib", "--batch-timeout", "-1"], "number >= 0"),
         (["serve", "m.joblib", "--host", "example.com"], "invalid choice"),
+        (["serve", "m.joblib", "--methods", "predict,fit"], "among predict, predict_proba"),
     ],
 )
 def test_wrong_serve_usage_is_one_line_and_status_2(argv, message, capsys):
@@ -549,3 +608,14 @@ def test_a_missing_model_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no such file or folder" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_an_unknown_litserve_version_gets_litserve_s_own_loop_with_a_warning(monkeypatch, caplog):
+    from sklearn_albert import serving
+
+    assert isinstance(serving._batched_loop(16), serving._IdleBatchedLoop)
+    assert serving._batched_loop(1) == "auto"
+    monkeypatch.setattr(serving.ls, "__version__", "9.0.0")
+    with caplog.at_level("WARNING", logger="sklearn_albert"):
+        assert serving._batched_loop(16) == "auto"
+    assert "LitServe 9.0.0" in caplog.text
