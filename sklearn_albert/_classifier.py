@@ -591,6 +591,9 @@ class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
     def _weights_travel(self):
         return True
 
+    def _weights_are_fitted_state(self):
+        return True
+
     def _model_to_save(self):
         return self._loaded
 

@@ -194,11 +194,15 @@ def train(
     device = next(network.parameters()).device
     lengths = np.array([len(row) for row in ids])
     total_steps = math.ceil(len(ids) / batch_size) * epochs
-    optimizer = make_optimizer(network, learning_rate=learning_rate, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_then_linear_decay(int(round(warmup * total_steps)), total_steps)
+    optimization = make_optimization(
+        network,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup=warmup,
+        total_steps=total_steps,
+        compute_dtype=compute_dtype,
     )
-    scaler = torch.amp.GradScaler(device.type, enabled=compute_dtype == torch.float16)
+    scheduler = optimization[1]
     weight = None
     if class_weight is not None:
         weight = torch.as_tensor(class_weight, dtype=torch.float32, device=device)
@@ -208,11 +212,11 @@ def train(
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         batches = length_grouped_batches(lengths, batch_size, rng)
-        progress = _progress_bar(len(batches), epoch, epochs) if verbose else None
+        progress = progress_bar(len(batches), epoch, epochs) if verbose else None
         try:
             train_loss = _run_epoch(
                 network,
-                (optimizer, scheduler, scaler),
+                optimization,
                 ids,
                 batches,
                 targets,
@@ -273,12 +277,39 @@ def _run_epoch(
 
 def _training_step(network, optimization, tensors, targets, *, weight, compute_dtype):
     """One optimizer step on one padded batch; returns the batch's mean loss."""
-    optimizer, scheduler, scaler = optimization
     device = next(network.parameters()).device
     input_ids, attention_mask = tensors
     with torch.autocast(device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
         logits = network(input_ids.to(device), attention_mask.to(device))
     loss = nn.functional.cross_entropy(logits.to(torch.float32), targets.to(device), weight=weight)
+    return optimizer_step(network, optimization, loss)
+
+
+def make_optimization(network, *, learning_rate, weight_decay, warmup, total_steps, compute_dtype):
+    """The optimizer, its learning-rate schedule and the loss scaler of one training run.
+
+    Returns
+    -------
+    optimization : tuple (optimizer, scheduler, scaler)
+        AdamW (:func:`make_optimizer`); a linear warmup over the fraction ``warmup`` of
+        ``total_steps`` then a linear decay to 0; a gradient scaler enabled for float16
+        only. Pass it to :func:`optimizer_step`.
+    """
+    device = next(network.parameters()).device
+    optimizer = make_optimizer(network, learning_rate=learning_rate, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_then_linear_decay(int(round(warmup * total_steps)), total_steps)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=compute_dtype == torch.float16)
+    return optimizer, scheduler, scaler
+
+
+def optimizer_step(network, optimization, loss):
+    """Backpropagate ``loss``, clip, step the optimizer and the schedule; return the loss.
+
+    A loss that is not finite stops training with an error naming what to change.
+    """
+    optimizer, scheduler, scaler = optimization
     value = float(loss.detach())
     if not math.isfinite(value):
         raise FloatingPointError(
@@ -349,7 +380,8 @@ def _summary(record):
     }
 
 
-def _progress_bar(total, epoch, epochs):
+def progress_bar(total, epoch, epochs):
+    """A tqdm bar over one epoch's ``total`` batches."""
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=f"Epoch {epoch}/{epochs}", unit="batch")

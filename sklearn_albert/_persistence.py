@@ -102,7 +102,7 @@ def save_estimator(estimator, path, *, include_model=True):
     _check_destination(path)
     fitted = _fitted_attributes(estimator)
     extra_weights = estimator._extra_weights() if fitted else None
-    if extra_weights is not None and not include_model:
+    if fitted and not include_model and estimator._weights_are_fitted_state():
         raise ValueError(
             f"Cannot save a fitted {type(estimator).__name__} with include_model=False: its "
             "fine-tuned weights are its fitted state. Use include_model=True (the default)."
@@ -257,6 +257,8 @@ class EncoderPersistence:
 
     - ``_TRANSIENT``: private attributes never pickled (rebuilt from the weights);
     - ``_weights_travel()``: whether a pickle carries the weights;
+    - ``_weights_are_fitted_state()``: whether the weights were tuned by ``fit`` (then
+      they always travel, and ``save`` refuses ``include_model=False``);
     - ``_model_to_save()``: the ``LoadedModel`` whose files a pickle or folder holds;
     - ``_extra_weights()``: tensors beside the checkpoint (a classifier's head), or None;
     - ``_extra_files()`` / ``_restore_extra_files(files)``: other fitted artefacts as
@@ -270,6 +272,9 @@ class EncoderPersistence:
 
     def _extra_files(self):
         return {}
+
+    def _weights_are_fitted_state(self):
+        return False
 
     def _restore_extra_files(self, files):
         if files:

@@ -9,7 +9,8 @@ tokenizes, batches or runs the model.
 import functools
 import os
 import warnings
-from numbers import Integral
+from dataclasses import replace
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import (
@@ -31,6 +32,12 @@ from ._unknown_tokens import UnknownTokenTally
 from ._validation import input_name, validate_texts
 from ._warnings import warn_at_caller
 
+#: Default passes over the labelled texts when ``fine_tune="contrastive"``.
+FINE_TUNE_EPOCHS = 10
+
+#: Default peak learning rate of contrastive adaptation.
+FINE_TUNE_LEARNING_RATE = 5e-5
+
 #: Distinct texts looked up in the cache and turned into features at a time (bounds memory).
 ASSEMBLY_CHUNK = 4096
 
@@ -49,7 +56,15 @@ SETTING_PARAMETERS = (
     "device",
     "dtype",
     "revision",
+    "fine_tune",
+    "fine_tune_epochs",
+    "fine_tune_batch_size",
+    "fine_tune_learning_rate",
+    "random_state",
 )
+
+#: Valid values of ``fine_tune`` besides None.
+FINE_TUNE_METHODS = ("contrastive",)
 
 
 class AlbertVectorizer(
@@ -262,6 +277,11 @@ class AlbertVectorizer(
         "cache_dir": [str, os.PathLike, None],
         "local_files_only": ["boolean"],
         "token_env": [str, None],
+        "fine_tune": [StrOptions(set(FINE_TUNE_METHODS)), None],
+        "fine_tune_epochs": [Interval(Integral, 1, None, closed="left")],
+        "fine_tune_batch_size": [Interval(Integral, 2, None, closed="left")],
+        "fine_tune_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "random_state": ["random_state"],
         "verbose": ["boolean"],
     }
 
@@ -287,6 +307,11 @@ class AlbertVectorizer(
         cache_dir=None,
         local_files_only=False,
         token_env=None,
+        fine_tune=None,
+        fine_tune_epochs=FINE_TUNE_EPOCHS,
+        fine_tune_batch_size=16,
+        fine_tune_learning_rate=FINE_TUNE_LEARNING_RATE,
+        random_state=None,
         verbose=False,
     ):
         self.model_name_or_path = model_name_or_path
@@ -308,20 +333,29 @@ class AlbertVectorizer(
         self.cache_dir = cache_dir
         self.local_files_only = local_files_only
         self.token_env = token_env
+        self.fine_tune = fine_tune
+        self.fine_tune_epochs = fine_tune_epochs
+        self.fine_tune_batch_size = fine_tune_batch_size
+        self.fine_tune_learning_rate = fine_tune_learning_rate
+        self.random_state = random_state
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Load the model and resolve every option against it. Nothing is learned from X.
+        """Load the model and resolve every option against it; adapt it if asked.
+
+        With ``fine_tune=None`` nothing is learned from X. With
+        ``fine_tune="contrastive"`` a copy of the encoder is tuned on the labelled texts.
 
         Parameters
         ----------
         X : iterable of str
             Texts; they are tokenized to count those longer than ``max_length_``.
-        y : None
-            Ignored.
+        y : array-like of shape (n_samples,) or None
+            Ignored with ``fine_tune=None``. With ``fine_tune="contrastive"``, the label
+            of each text: at least two classes, each with at least two texts.
 
         Returns
         -------
@@ -330,7 +364,7 @@ class AlbertVectorizer(
         """
         name = input_name(X)
         texts = validate_texts(X)
-        self._fit(texts, name)
+        self._fit(texts, name, y)
         from ._engine import token_counts
 
         # Distinct texts, as fit_transform (which encodes each distinct text once) counts.
@@ -349,8 +383,8 @@ class AlbertVectorizer(
         ----------
         X : iterable of str
             Texts, as for :meth:`transform`.
-        y : None
-            Ignored.
+        y : array-like of shape (n_samples,) or None
+            Labels, used with ``fine_tune="contrastive"`` only (see :meth:`fit`).
 
         Returns
         -------
@@ -358,7 +392,7 @@ class AlbertVectorizer(
         """
         name = input_name(X)
         texts = validate_texts(X)
-        self._fit(texts, name)
+        self._fit(texts, name, y)
         unknown = UnknownTokenTally(self._loaded.tokenizer)
         features, n_truncated = self._embed(texts, tally=unknown)
         unknown.warn_if_mostly_unknown(stacklevel=4)
@@ -484,11 +518,12 @@ class AlbertVectorizer(
         """Number of features, for ``get_feature_names_out``."""
         return self.n_features_out_
 
-    def _fit(self, texts, name):
+    def _fit(self, texts, name, y=None):
         from ._devices import dtype_name, resolve_device, resolve_dtype
         from ._loading import load_model
 
         validated_embedding_cache(self.embedding_cache)
+        targets = self._validated_targets(texts, y)
         device = _as_parameter_error(resolve_device, self.device)
         compute_dtype = _as_parameter_error(lambda dtype: resolve_dtype(dtype, device), self.dtype)
         loaded = load_model(
@@ -507,9 +542,13 @@ class AlbertVectorizer(
             compute_dtype=dtype_name(compute_dtype),
         )
         self._int8_encoder = None
+        vars(self).pop("fine_tune_history_", None)
+        if targets is not None:
+            loaded, self.fine_tune_history_ = self._adapt(
+                texts, targets, loaded, settings, compute_dtype
+            )
+            settings = replace(settings, model_fingerprint=loaded.fingerprint)
         if settings.compute_dtype == "int8":
-            from dataclasses import replace
-
             from ._calibration import calibrate_on_texts
 
             self._int8_encoder, self.int8_calibration_ = calibrate_on_texts(
@@ -524,6 +563,91 @@ class AlbertVectorizer(
         self.n_features_out_ = settings.n_features(loaded.hidden_size)
         self.input_name_ = name
 
+    def _validated_targets(self, texts, y):
+        """Class indices of ``y`` for ``fine_tune="contrastive"``; None when not adapting."""
+        if self.fine_tune is None:
+            return None
+        from sklearn.preprocessing import LabelEncoder
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+        if y is None:
+            raise ValueError(
+                f"Got fine_tune={self.fine_tune!r} but y=None: contrastive adaptation learns "
+                "from labels. Call fit(X, y) with a label per text (a Pipeline passes y on), "
+                "or use fine_tune=None for the pretrained encoder."
+            )
+        if self.dtype == "int8":
+            raise ValueError(
+                f"Got fine_tune={self.fine_tune!r} with dtype='int8': adaptation trains "
+                "float weights, and int8 calibrates a fixed encoder. Use dtype='auto', "
+                "'float32' or 'bfloat16'; or save() the adapted vectorizer and build an "
+                "int8 one from its model/ folder."
+            )
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(texts, y)
+        check_classification_targets(y)
+        encoder = LabelEncoder()
+        targets = encoder.fit_transform(y)
+        counts = np.bincount(targets)
+        if len(counts) < 2:
+            raise ValueError(
+                f"Got fine_tune={self.fine_tune!r} with a single class in y "
+                f"({encoder.classes_.tolist()!r}): contrastive adaptation needs texts of at "
+                "least 2 classes. Label texts of another class, or use fine_tune=None."
+            )
+        if counts.min() < 2:
+            lonely = encoder.classes_[counts < 2].tolist()
+            raise ValueError(
+                f"Got fine_tune={self.fine_tune!r} with classes {lonely!r} of one text each "
+                "in y: a class needs at least 2 texts to form a same-class pair. Label more "
+                "texts of those classes, drop them, or use fine_tune=None."
+            )
+        return targets
+
+    def _adapt(self, texts, targets, pretrained, settings, compute_dtype):
+        """A ``LoadedModel`` of the encoder tuned contrastively on ``texts``, and its history.
+
+        The pretrained model is the shared one of the registry (other estimators encode
+        with it): training runs on a copy, and the copy is held under its own fingerprint
+        (``in-memory:<fingerprint>``) only, never under ``model_name_or_path``.
+        """
+        import torch
+        from sklearn.utils import check_random_state
+
+        from ._contrastive import adapt_encoder
+        from ._engine import cut_windows, tokenize
+        from ._loading import hold_in_memory, in_memory_name, prepare_model
+
+        windows = cut_windows(
+            tokenize(pretrained.tokenizer, texts), pretrained, settings, long_text="truncate"
+        )
+        rng = check_random_state(self.random_state)
+        torch_seed = int(rng.randint(np.iinfo(np.int32).max))
+        device = torch.device(settings.device)
+        cuda_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(torch_seed)
+            encoder, history = adapt_encoder(
+                pretrained.model,
+                windows.ids,
+                targets,
+                settings=settings,
+                epochs=self.fine_tune_epochs,
+                batch_size=self.fine_tune_batch_size,
+                learning_rate=self.fine_tune_learning_rate,
+                compute_dtype=compute_dtype,
+                pad_id=pretrained.pad_id,
+                rng=rng,
+                verbose=self.verbose,
+            )
+        adapted = prepare_model(encoder, pretrained.tokenizer, device)
+        return hold_in_memory(in_memory_name(adapted), adapted), history
+
+    def _is_adapted(self):
+        """Whether this fitted vectorizer encodes with weights it tuned itself."""
+        return "fine_tune_history_" in vars(self)
+
     # ------------------------------------------------------------------ encoding
 
     def _ensure_loaded(self):
@@ -533,8 +657,14 @@ class AlbertVectorizer(
             return loaded
         import torch
 
-        from ._loading import load_model
+        from ._loading import IN_MEMORY_PREFIX, load_model
 
+        if self._is_adapted():
+            # Adapted weights live in this estimator (and its pickles) only.
+            self._loaded = load_model(
+                IN_MEMORY_PREFIX + self.model_fingerprint_, device=torch.device(self.device_)
+            )
+            return self._loaded
         loaded = load_model(
             self.model_name_or_path,
             device=torch.device(self.device_),
@@ -748,12 +878,17 @@ class AlbertVectorizer(
         "n_truncated_",
         "int8_calibration_",
         "input_name_",
+        "fine_tune_history_",
         "n_features_in_",
         "feature_names_in_",
     )
 
     def _weights_travel(self):
-        return self.store_weights_in_pickle
+        # Adapted weights are on no hub and in no folder: they always travel.
+        return self.store_weights_in_pickle or self._is_adapted()
+
+    def _weights_are_fitted_state(self):
+        return self._is_adapted()
 
     def _model_to_save(self):
         return self._ensure_loaded()
@@ -777,6 +912,18 @@ class AlbertVectorizer(
 
         if extra_weights is not None:
             raise ValueError("An AlbertVectorizer folder holds no weights beside model/.")
+        if self._is_adapted():
+            # Held under their own fingerprint, never under model_name_or_path: clones
+            # and fresh vectorizers of that checkpoint must get the pretrained weights.
+            from ._loading import in_memory_name
+
+            if loaded.fingerprint != self.model_fingerprint_:
+                raise ValueError(
+                    "The restored weights are not the adapted weights this vectorizer was "
+                    "fitted with (their fingerprints differ)."
+                )
+            self._loaded = hold_in_memory(in_memory_name(loaded), loaded)
+            return
         # Held under its checkpoint name, so that clones (a grid search on a restored
         # pipeline) encode with these weights even when the checkpoint is not reachable.
         held = hold_in_memory(held_name(self.model_name_or_path, self.revision), loaded)

@@ -1,0 +1,232 @@
+"""Contrastive adaptation: tune an encoder so that texts of one class embed close together.
+
+The idea is SetFit's (Tunstall et al., 2022, "Efficient Few-Shot Learning Without
+Prompts"): with a few labelled texts per class, fine-tune the encoder body on pairs of
+texts, pulling the pooled embeddings of a same-class pair together (cosine 1) and pushing a
+different-class pair apart (cosine 0), then fit any classifier on the adapted embeddings.
+SetFit feeds a loader of pairs and encodes both texts of every pair. Here each batch of
+texts is encoded once and every pair inside it counts: ``B`` texts give ``B (B - 1) / 2``
+pairs for one forward pass. Batches are class-balanced (every class spread evenly over the
+epoch), and the loss weighs the mean over same-class pairs and the mean over
+different-class pairs equally, as SetFit's sampler balances positive and negative pairs.
+
+Data flows one way: token ids (``_engine.cut_windows``) -> class-balanced batches ->
+encoder (autocast at the estimator's precision) -> the vectorizer's own pooling, in torch ->
+cosine of every in-batch pair -> loss -> ``_finetuning.optimizer_step``. The estimator
+(``_vectorizer.py``) prepares the ids and labels and keeps the adapted encoder.
+
+This module imports torch at import time; the estimator imports it lazily, in ``fit``.
+"""
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._batching import collate
+from ._engine import is_out_of_memory
+from ._finetuning import make_optimization, optimizer_step, progress_bar
+from ._pooling import SUMMARY_INDEX, pool_hidden_states
+
+#: Fraction of all optimizer steps over which the learning rate rises from 0 to its peak.
+WARMUP = 0.1
+
+#: AdamW's weight decay for adaptation (biases and normalisation weights are not decayed).
+WEIGHT_DECAY = 0.01
+
+
+def adapt_encoder(
+    template,
+    ids,
+    targets,
+    *,
+    settings,
+    epochs,
+    batch_size,
+    learning_rate,
+    compute_dtype,
+    pad_id,
+    rng,
+    verbose,
+):
+    """A copy of ``template`` tuned contrastively on labelled texts, and its history.
+
+    Parameters
+    ----------
+    template : transformers.PreTrainedModel
+        The pretrained encoder. It is shared by every estimator that loaded the same
+        checkpoint: it is copied, never changed.
+    ids : list of list of int
+        Token ids per training text, special tokens included.
+    targets : ndarray of int
+        Class index per training text.
+    settings : EncodeSettings
+        The vectorizer's settings: training pools the embeddings as ``transform`` does
+        (``pooling``, ``layers``, ``layer_aggregation``).
+    epochs, batch_size, learning_rate : see ``AlbertVectorizer``'s ``fine_tune_*``.
+    compute_dtype : torch.dtype
+        float32, or the reduced precision used under autocast (weights and the optimizer
+        stay float32; float16 adds loss scaling).
+    pad_id : int
+    rng : numpy.random.RandomState
+        Draws the batches.
+    verbose : bool
+        Show a progress bar per epoch.
+
+    Returns
+    -------
+    encoder : transformers.PreTrainedModel
+        The adapted copy, in eval mode, on the template's device, with gradients off.
+    history : list of dict
+        One entry per epoch: ``epoch``, ``train_loss``, ``learning_rate``, ``seconds``.
+    """
+    encoder = copy.deepcopy(template)
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(True)
+    targets = torch.as_tensor(targets, dtype=torch.long)
+    n_steps = steps_per_epoch(len(ids), batch_size)
+    optimization = make_optimization(
+        encoder,
+        learning_rate=learning_rate,
+        weight_decay=WEIGHT_DECAY,
+        warmup=WARMUP,
+        total_steps=n_steps * epochs,
+        compute_dtype=compute_dtype,
+    )
+    history = []
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        batches = class_balanced_batches(targets.numpy(), batch_size, rng)
+        progress = progress_bar(len(batches), epoch, epochs) if verbose else None
+        encoder.train()
+        loss_sum = 0.0
+        try:
+            for batch in batches:
+                loss = _step(
+                    encoder,
+                    optimization,
+                    collate(ids, batch, pad_id),
+                    targets[batch],
+                    settings=settings,
+                    compute_dtype=compute_dtype,
+                    batch_size=batch_size,
+                )
+                loss_sum += loss
+                if progress is not None:
+                    progress.update()
+                    progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        finally:
+            if progress is not None:
+                progress.close()
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": loss_sum / len(batches),
+                "learning_rate": float(optimization[1].get_last_lr()[0]),
+                "seconds": time.perf_counter() - started,
+            }
+        )
+    encoder.eval()
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(False)
+    return encoder, history
+
+
+def class_balanced_batches(targets, batch_size, rng):
+    """Batches of indices that spread every class evenly over the epoch.
+
+    Each class is shuffled and its texts placed at evenly spaced, randomly offset
+    positions of the epoch, so that every batch holds about ``batch_size / n_classes``
+    texts of each class (in proportion to the class sizes). A last batch of one text
+    joins the one before it: a single text makes no pair.
+    """
+    targets = np.asarray(targets)
+    keys = np.empty(len(targets))
+    for label in np.unique(targets):
+        members = rng.permutation(np.flatnonzero(targets == label))
+        keys[members] = (np.arange(len(members)) + rng.uniform(size=len(members))) / len(members)
+    order = np.argsort(keys, kind="stable")
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        batches[-2] = np.concatenate(batches[-2:])
+        batches.pop()
+    return batches
+
+
+def pooled_embeddings(output, attention_mask, settings):
+    """The features ``transform`` computes, as a differentiable float32 tensor.
+
+    The torch counterpart of ``_pooling.combine_pooled`` over the selected layers (its
+    feature order: the cosine of two vectors does not depend on it anyway).
+    """
+    summaries = pool_hidden_states(
+        [output.hidden_states[layer] for layer in settings.layers], attention_mask
+    )
+    n_tokens = attention_mask.sum(dim=1).clamp(min=1).to(torch.float32)
+    parts = []
+    for name in settings.pooling:
+        if name == "pooler":
+            parts.append(output.pooler_output.to(torch.float32))
+            continue
+        selected = summaries[:, SUMMARY_INDEX["mean" if name == "mean_sqrt_len" else name]]
+        if name == "mean_sqrt_len":
+            selected = selected * n_tokens.sqrt()[:, None, None]
+        if settings.layer_aggregation == "mean":
+            parts.append(selected.mean(dim=1))
+        else:
+            parts.append(selected.reshape(len(selected), -1))
+    return torch.cat(parts, dim=1)
+
+
+def pair_cosine_loss(embeddings, targets):
+    """Squared error of every in-batch pair's cosine to 1 (same class) or 0 (different).
+
+    The mean over same-class pairs and the mean over different-class pairs weigh equally
+    (a batch with only one kind of pair uses that kind's mean). This is SetFit's
+    ``CosineSimilarityLoss`` with its labels, over all ``B (B - 1) / 2`` pairs of a batch.
+    """
+    unit = nn.functional.normalize(embeddings.to(torch.float32), dim=1)
+    cosine = unit @ unit.T
+    same = targets[:, None] == targets[None, :]
+    upper = torch.ones_like(same).triu(diagonal=1)
+    terms = []
+    for kind, target in ((same & upper, 1.0), (~same & upper, 0.0)):
+        if kind.any():
+            terms.append((cosine[kind] - target).square().mean())
+    return torch.stack(terms).mean()
+
+
+def _step(encoder, optimization, tensors, targets, *, settings, compute_dtype, batch_size):
+    """One optimizer step on the pairs of one batch; returns the batch's loss."""
+    device = next(encoder.parameters()).device
+    input_ids, attention_mask = (tensor.to(device) for tensor in tensors)
+    try:
+        with torch.autocast(
+            device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32
+        ):
+            output = encoder(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+            )
+        embeddings = pooled_embeddings(output, attention_mask, settings)
+        loss = pair_cosine_loss(embeddings, targets.to(device))
+        return optimizer_step(encoder, optimization, loss)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        optimization[0].zero_grad(set_to_none=True)
+        # Every pair of a batch shares one loss: a smaller batch is another loss, not the
+        # same one computed in pieces, so the choice is the user's.
+        raise MemoryError(
+            f"Out of memory adapting the encoder with fine_tune_batch_size={batch_size} "
+            f"(padded to {input_ids.shape[1]} tokens). Use a smaller fine_tune_batch_size "
+            "or max_length."
+        ) from error
+
+
+def steps_per_epoch(n_texts, batch_size):
+    """Optimizer steps in one epoch over ``n_texts`` texts."""
+    n_batches = math.ceil(n_texts / batch_size)
+    return n_batches - 1 if n_batches > 1 and n_texts % batch_size == 1 else n_batches
