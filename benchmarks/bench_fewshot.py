@@ -160,15 +160,11 @@ def _fit_ours(folder, X, y, seed, fit_options):
     )
     pipeline.fit(X, y)
     vectorizer = pipeline[0]
-    info = {"max_length": vectorizer.max_length_}
-    for name in dir(vectorizer):
-        if name.endswith("_") and not name.startswith("_") and "contrastive" in name:
-            try:
-                value = getattr(vectorizer, name)
-                json.dumps(value)
-                info[name] = value
-            except (TypeError, ValueError, AttributeError):
-                pass
+    info = {
+        "max_length": vectorizer.max_length_,
+        "dtype": vectorizer.dtype_,
+        "fine_tune_history": getattr(vectorizer, "fine_tune_history_", None),
+    }
     return pipeline, info
 
 
