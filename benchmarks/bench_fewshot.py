@@ -200,6 +200,17 @@ _FITS = {
 }
 
 
+def _commit():
+    """The checkout's commit, so that a long run's records say which code each fit ran."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent,
+    )
+    return done.stdout.strip() or None
+
+
 def _child(connection, system, folder, X, y, X_test, y_test, seed, fit_options):
     """Fit ``system`` and score it, in a fresh process; send a dict back."""
     try:
@@ -235,6 +246,7 @@ def _child(connection, system, folder, X, y, X_test, y_test, seed, fit_options):
                 "peak_rss_mib": _peak_rss_mib(),
                 "rss_after_imports_mib": rss_before,
                 "info": info,
+                "commit": _commit(),
             }
         )
     except BaseException as error:  # noqa: BLE001  (reported, not raised, across the pipe)
