@@ -117,6 +117,12 @@ def draw(X, y, per_class, seed):
 # ---------------------------------------------------------------------- systems (child side)
 
 
+def _cpu_seconds():
+    """User + system CPU seconds of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -227,14 +233,18 @@ def _child(connection, system, folder, X, y, X_test, y_test, seed, fit_options):
 
             datasets.disable_progress_bars()
         rss_before = _peak_rss_mib()
+        cpu_start = _cpu_seconds()
         start = time.perf_counter()
         model, info = _FITS[system](folder, X, y, seed, fit_options)
         fit_s = time.perf_counter() - start
+        fit_cpu_s = _cpu_seconds() - cpu_start
         if "load_s" in info:
             info["load_s"] = info["load_s"] - start
+        cpu_start = _cpu_seconds()
         start = time.perf_counter()
         predicted = model.predict(X_test)
         predict_s = time.perf_counter() - start
+        predict_cpu_s = _cpu_seconds() - cpu_start
         predicted = np.asarray([str(value) for value in np.asarray(predicted).tolist()])
         accuracy = float(np.mean(predicted == np.asarray([str(value) for value in y_test])))
         connection.send(
@@ -243,6 +253,8 @@ def _child(connection, system, folder, X, y, X_test, y_test, seed, fit_options):
                 "accuracy": accuracy,
                 "fit_s": fit_s,
                 "predict_s": predict_s,
+                "fit_cpu_s": fit_cpu_s,
+                "predict_cpu_s": predict_cpu_s,
                 "peak_rss_mib": _peak_rss_mib(),
                 "rss_after_imports_mib": rss_before,
                 "info": info,
@@ -418,6 +430,15 @@ def write(path, payload):
     temporary.replace(path)
 
 
+def _mean_or_none(values):
+    values = [value for value in values if value is not None]
+    return statistics.mean(values) if values else None
+
+
+def _figure(value, digits=1):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def summarize(records):
     """Rows ``(dataset, size, system) -> figures`` over the seeds that ran."""
     groups = {}
@@ -436,6 +457,7 @@ def summarize(records):
             "acc_std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
             "fit_s": statistics.mean(r["result"]["fit_s"] for r in group),
             "predict_s": statistics.mean(r["result"]["predict_s"] for r in group),
+            "fit_cpu_s": _mean_or_none(r["result"].get("fit_cpu_s") for r in group),
             "peak_rss_mib": max(r["result"]["peak_rss_mib"] for r in group),
             "load_1min": statistics.mean(r["load_before"][0] for r in group),
         }
@@ -452,19 +474,24 @@ def paired_ratios(records):
     out = {}
     for (dataset, size, seed), systems in by_draw.items():
         if "ours" in systems and "setfit" in systems:
-            entry = out.setdefault((dataset, size), {"seeds": [], "diff": [], "ratio": []})
+            entry = out.setdefault(
+                (dataset, size), {"seeds": [], "diff": [], "ratio": [], "cpu_ratio": []}
+            )
+            ours, setfit = systems["ours"], systems["setfit"]
             entry["seeds"].append(seed)
-            entry["diff"].append(systems["ours"]["accuracy"] - systems["setfit"]["accuracy"])
-            entry["ratio"].append(systems["ours"]["fit_s"] / systems["setfit"]["fit_s"])
+            entry["diff"].append(ours["accuracy"] - setfit["accuracy"])
+            entry["ratio"].append(ours["fit_s"] / setfit["fit_s"])
+            if ours.get("fit_cpu_s") and setfit.get("fit_cpu_s"):
+                entry["cpu_ratio"].append(ours["fit_cpu_s"] / setfit["fit_cpu_s"])
     return out
 
 
 def table(records):
     rows = summarize(records)
     lines = [
-        "| data | per class | system | seeds | accuracy mean ± std | fit s | predict s "
-        "| peak RSS MiB | load (1 min) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| data | per class | system | seeds | accuracy mean ± std | fit s | fit CPU s "
+        "| predict s | peak RSS MiB | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (dataset, size, system), row in sorted(
         rows.items(), key=lambda item: (item[0][0], item[0][1], SYSTEMS.index(item[0][2]))
@@ -472,14 +499,16 @@ def table(records):
         lines.append(
             f"| {dataset} | {size} | {system} | {row['n_seeds']} "
             f"| {100 * row['acc_mean']:.1f} ± {100 * row['acc_std']:.1f} "
-            f"| {row['fit_s']:.1f} | {row['predict_s']:.1f} | {row['peak_rss_mib']:.0f} "
+            f"| {row['fit_s']:.1f} | {_figure(row['fit_cpu_s'])} | {row['predict_s']:.1f} "
+            f"| {row['peak_rss_mib']:.0f} "
             f"| {row['load_1min']:.1f} |"
         )
     lines += [
         "",
         "| data | per class | seeds (both ran) | ours − SetFit acc (points, mean) "
-        "| goal ≥ −0.5 | ours / SetFit fit time (mean of per-draw ratios) | goal ≤ 0.5 |",
-        "|---|---|---|---|---|---|---|",
+        "| goal ≥ −0.5 | ours / SetFit fit time (mean of per-draw ratios) | goal ≤ 0.5 "
+        "| ours / SetFit fit CPU time (x) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (dataset, size), entry in sorted(paired_ratios(records).items()):
         diff = 100 * statistics.mean(entry["diff"])
@@ -487,7 +516,8 @@ def table(records):
         lines.append(
             f"| {dataset} | {size} | {len(entry['seeds'])} | {diff:+.1f} "
             f"| {'met' if diff >= -0.5 else 'NOT met'} | {ratio:.2f}x "
-            f"| {'met' if ratio <= 0.5 else 'NOT met'} |"
+            f"| {'met' if ratio <= 0.5 else 'NOT met'} "
+            f"| {_figure(_mean_or_none(entry['cpu_ratio']), 2)} |"
         )
     return "\n".join(lines)
 
@@ -537,7 +567,19 @@ def main():
     parser.add_argument("--throughput-steps", type=int, default=8)
     parser.add_argument("--only-throughput", action="store_true")
     parser.add_argument("--out", default="fewshot-results.json")
+    parser.add_argument(
+        "--table",
+        nargs="+",
+        metavar="JSON",
+        help="print the table of these result files (records pooled) and exit",
+    )
     args = parser.parse_args()
+    if args.table:
+        records = []
+        for name in args.table:
+            records += json.loads(Path(name).read_text())["records"]
+        print(table(records))
+        return
 
     folder = _common.minilm_folder()
     test_cap = args.test_cap or None
