@@ -72,9 +72,11 @@ class AlbertVectorizer(
 ):
     """Embed raw texts with ALBERT (or any Hugging Face encoder) as a scikit-learn transformer.
 
-    The model is pretrained and stays frozen: ``fit`` loads it and checks the options
-    against it, it learns nothing from ``X``. ``transform`` tokenizes, encodes in
-    length-sorted batches and pools each text into one float32 vector.
+    By default the model is pretrained and stays frozen: ``fit`` loads it and checks the
+    options against it, it learns nothing from ``X``. With ``fine_tune="contrastive"``,
+    ``fit(X, y)`` adapts a copy of the encoder to the labels first (few-shot, as SetFit
+    does; see :ref:`fine_tuning`). ``transform`` tokenizes, encodes in length-sorted
+    batches and pools each text into one float32 vector.
 
     Parameters
     ----------
@@ -186,8 +188,37 @@ class AlbertVectorizer(
         Name of an environment variable holding a hub token for private checkpoints. The
         token itself is never stored in the estimator or its pickle.
 
+    fine_tune : {"contrastive"} or None, default=None
+        None keeps the pretrained encoder: ``y`` is ignored and nothing is trained.
+        "contrastive" makes ``fit(X, y)`` tune a copy of the encoder on the labelled texts
+        before anything is embedded: the pooled vectors (``pooling``, ``layers``,
+        ``layer_aggregation``, as ``transform`` computes them) of every pair of texts in a
+        class-balanced batch are pulled to a cosine of 1 for the same class and 0 for
+        different classes (SetFit's objective over all in-batch pairs). Meant for a few
+        to a few hundred labels per class, with a classifier after it in a pipeline;
+        ``transform`` then embeds with the adapted weights, which a pickle always carries
+        (even with ``store_weights_in_pickle=False``). Needs at least two classes of two
+        texts each; not with ``dtype="int8"``. Precision follows ``dtype`` (bfloat16
+        autocast where ``"auto"`` picks it; weights and optimizer stay float32).
+
+    fine_tune_epochs : int, default=10
+        Passes over the labelled texts when ``fine_tune="contrastive"``.
+
+    fine_tune_batch_size : int, default=16
+        Texts per optimizer step when ``fine_tune="contrastive"``: each step encodes them
+        once and scores all ``B (B - 1) / 2`` pairs among them.
+
+    fine_tune_learning_rate : float, default=5e-5
+        Peak learning rate of AdamW when ``fine_tune="contrastive"`` (linear warmup over
+        the first 10 % of steps, then linear decay to 0; weight decay 0.01; gradients
+        clipped to norm 1, as for :class:`AlbertClassifier`).
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the batches and dropout of ``fine_tune="contrastive"``; with an int, two
+        fits on CPU give the same embeddings to the bit. Unused without ``fine_tune``.
+
     verbose : bool, default=False
-        Show a progress bar while encoding.
+        Show a progress bar while encoding (and one per epoch of adaptation).
 
     Attributes
     ----------
@@ -230,6 +261,13 @@ class AlbertVectorizer(
     int8_calibration_ : dict
         Only with ``dtype="int8"``: ``n_texts`` calibrated on, ``seconds`` it took and
         ``source`` ("fit texts" or "built-in sample").
+
+    fine_tune_history_ : list of dict
+        Only with ``fine_tune="contrastive"``: one record per epoch of adaptation,
+        ``epoch``, ``train_loss`` (mean over the epoch's batches), ``learning_rate`` (at
+        the epoch's end) and ``seconds``. ``model_fingerprint_`` then names the adapted
+        weights, so the embedding cache keeps their vectors apart from the pretrained
+        model's and from other fits'.
 
     input_name_ : str or None
         The name of the text column seen in ``fit`` (a named pandas or polars Series, or
