@@ -584,7 +584,13 @@ def main():
         action="store_true",
         help="also time ALBERT-base (random weights) training, SetFit vs ours",
     )
-    parser.add_argument("--throughput-steps", type=int, default=8)
+    parser.add_argument("--throughput-steps", type=int, default=8, help="SetFit's steps")
+    parser.add_argument(
+        "--throughput-per-class",
+        type=int,
+        default=64,
+        help="labelled SST-2 texts per class for the throughput run (ours: one epoch)",
+    )
     parser.add_argument("--only-throughput", action="store_true")
     parser.add_argument("--out", default="fewshot-results.json")
     parser.add_argument(
@@ -668,7 +674,7 @@ def main():
     if args.throughput or args.only_throughput:
         albert = _common.albert_base_folder()
         X_all, y_all, _, _ = load_dataset("sst2", test_cap)
-        X, y = draw(X_all, y_all, 64, 0)
+        X, y = draw(X_all, y_all, args.throughput_per_class, 0)
         options = {"steps": args.throughput_steps, "ours_params": payload["ours_options"]}
         for system in ("setfit", "ours"):
             load_before = list(os.getloadavg())
