@@ -47,6 +47,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from datetime import datetime, timezone
@@ -133,7 +134,16 @@ def _fit_setfit(folder, X, y, seed, fit_options):
 
     model = SetFitModel.from_pretrained(str(folder))
     loaded = time.perf_counter()
-    args = TrainingArguments(seed=seed, report_to="none", show_progress_bar=False, **fit_options)
+    # SetFit's default saves a checkpoint (model and optimizer) into ./checkpoints at the
+    # end of training: disk writes, not training, so none is written.
+    args = TrainingArguments(
+        seed=seed,
+        report_to="none",
+        show_progress_bar=False,
+        save_strategy="no",
+        output_dir=tempfile.mkdtemp(prefix="setfit-"),
+        **fit_options,
+    )
     trainer = Trainer(
         model=model, args=args, train_dataset=Dataset.from_dict({"text": X, "label": y})
     )
@@ -329,6 +339,8 @@ def _child_throughput(connection, system, folder, X, y, seed, options):
                 seed=seed,
                 report_to="none",
                 show_progress_bar=False,
+                save_strategy="no",
+                output_dir=tempfile.mkdtemp(prefix="setfit-"),
                 max_steps=options["steps"],
             )
             trainer = Trainer(
