@@ -27,6 +27,7 @@ import ast
 import json
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -92,7 +93,14 @@ def run_setfit(model, seed, train, test):
 
     started = time.perf_counter()
     setfit_model = SetFitModel.from_pretrained(str(model))
-    arguments = TrainingArguments(seed=seed, report_to="none", show_progress_bar=False)
+    # No checkpoint written (SetFit's default saves one into ./checkpoints): not its cost.
+    arguments = TrainingArguments(
+        seed=seed,
+        report_to="none",
+        show_progress_bar=False,
+        save_strategy="no",
+        output_dir=tempfile.mkdtemp(prefix="setfit-"),
+    )
     dataset = Dataset.from_dict({"text": train[0], "label": [int(v) for v in train[1]]})
     Trainer(model=setfit_model, args=arguments, train_dataset=dataset).train()
     seconds = time.perf_counter() - started

