@@ -5,8 +5,9 @@ real pretrained all-MiniLM-L6-v2 as its body, and is scored on the same held-out
 
 ========== ==========================================================================
 setfit     SetFit 1.2.0 with its defaults: ``SetFitModel.from_pretrained(folder)``,
-           ``Trainer(args=TrainingArguments(seed=seed, report_to="none"))``; its head is
-           its default ``LogisticRegression()``
+           ``Trainer(args=TrainingArguments(seed=seed, report_to="none",
+           save_strategy="no"))`` (no checkpoint written); its head is its default
+           ``LogisticRegression()``
 ours       ``make_pipeline(AlbertVectorizer(folder, fine_tune="contrastive",
            random_state=seed, max_length=256), LogisticRegression(max_iter=1000))``
 frozen     ``make_pipeline(AlbertVectorizer(folder, max_length=256),
