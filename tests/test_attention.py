@@ -51,7 +51,9 @@ def test_length_aware_attention_equals_sdpa(mask_kind, n_tokens):
     torch.testing.assert_close(output, sdpa_reference(query, key, value, mask))
 
 
-def test_short_sequences_run_as_matmuls_and_long_ones_through_sdpa(monkeypatch):
+@pytest.mark.parametrize("invariant", ["1", "0"])
+def test_long_sequences_run_through_sdpa_only_when_batch_invariance_is_off(invariant, monkeypatch):
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_BATCH_INVARIANT", invariant)
     calls = []
     import transformers.integrations.sdpa_attention as sdpa_module
 
@@ -67,7 +69,31 @@ def test_short_sequences_run_as_matmuls_and_long_ones_through_sdpa(monkeypatch):
         query, key, value = random_heads(n_tokens)
         length_aware_attention(layer, query, key, value, None)
 
-    assert calls == [_attention.MATMUL_MAX_TOKENS + 1]
+    assert calls == ([] if invariant == "1" else [_attention.MATMUL_MAX_TOKENS + 1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("mask_kind", ["boolean", "additive"])
+def test_a_texts_attention_is_the_same_whatever_its_batch_is_padded_to(dtype, mask_kind):
+    # A text of n tokens alone (no mask) against the same text padded to a wider batch:
+    # widths that cross 16-key blocks, float32's 64-key blocks and the old SDPA threshold.
+    layer = encoder_attention_layer()
+    for n_tokens in (2, 15, 40, 70, 97):
+        query, key, value = (part[:1] for part in random_heads(n_tokens, dtype=dtype))
+        alone, _ = length_aware_attention(layer, query, key, value, None)
+        for width in (n_tokens + 1, n_tokens + 9, n_tokens + 30, 140):
+            extra = width - n_tokens
+            padded = [
+                torch.nn.functional.pad(part, (0, 0, 0, extra), value=0.5)
+                for part in (query, key, value)
+            ]
+            mask = torch.zeros(1, 1, width, width, dtype=torch.bool)
+            mask[..., :n_tokens] = True
+            if mask_kind == "additive":
+                mask = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
+            output, _ = length_aware_attention(layer, *padded, mask)
+
+            assert torch.equal(output[:, :n_tokens], alone), (n_tokens, width)
 
 
 def test_reduced_precision_keeps_the_softmax_in_float32():
