@@ -124,3 +124,12 @@ def test_command_line_chunk_sizes(model_path, tmp_path, capsys):
         assert _cli.main([str(arg) for arg in argv]) == 0, capsys.readouterr().err
         outputs.append(np.load(output))
     assert np.array_equal(outputs[0], outputs[1])
+
+
+def test_dask_partitions(fitted):
+    pd = pytest.importorskip("pandas", reason="needs pandas (pip install .[test])")
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe] (pip install .[test])")
+    vectorizer, expected = fitted
+    series = dd.from_pandas(pd.Series(CORPUS), npartitions=3)
+    features = _with(vectorizer).transform(series).compute(scheduler="threads")
+    assert np.array_equal(np.asarray(features), expected)
