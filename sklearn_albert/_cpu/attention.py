@@ -91,6 +91,17 @@ def length_aware_attention(
         )
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
+    if invariant and key.shape[-2] > MATMUL_MAX_TOKENS:
+        return _per_text_sdpa(query, key, value, attention_mask, scaling), None
+    return _matmul_attention(query, key, value, attention_mask, scaling, invariant), None
+
+
+def _matmul_attention(query, key, value, attention_mask, scaling, invariant=True):
+    """Attention as two matmuls and a float32 softmax, (batch, tokens, heads, head_dim).
+
+    With ``invariant``, keys are padded to :data:`KEY_MULTIPLE` and float32 value sums run
+    in :data:`FLOAT32_KEY_BLOCK`-key blocks (see the module's docstring).
+    """
     n_queries = query.shape[-2]
     if invariant:
         query, key, value, attention_mask = _padded(query, key, value, attention_mask)
@@ -105,7 +116,57 @@ def length_aware_attention(
         output = _blocked_matmul(weights, value, FLOAT32_KEY_BLOCK)
     else:
         output = torch.matmul(weights, value)
-    return output[..., :n_queries, :].transpose(1, 2).contiguous(), None
+    return output[..., :n_queries, :].transpose(1, 2).contiguous()
+
+
+def _per_text_sdpa(query, key, value, attention_mask, scaling):
+    """SDPA's fused kernel run once per text, at that text's own width.
+
+    A text's width is its last attended key rounded up to a multiple of
+    :data:`KEY_MULTIPLE`: it depends on the text alone, never on the batch's longest text.
+    SDPA's kernel, called on one text at a fixed width, gives the same bits whatever the
+    thread count (1 or 2) and whatever else the process has run (PyTorch 2.13, float32,
+    bfloat16 and float16). Texts that fit in :data:`MATMUL_MAX_TOKENS` keys run as the
+    padded matmuls, as they would alone. Query rows past a text's width come back as zeros
+    (padding tokens, which no pooling reads). A mask other than padding (holes in a text,
+    one row per query) sends the batch to the matmuls.
+    """
+    batch, n_keys = key.shape[0], key.shape[-2]
+    if attention_mask is None:
+        attended = torch.ones(batch, n_keys, dtype=torch.bool, device=key.device)
+    elif attention_mask.dtype == torch.bool:
+        attended = attention_mask.any(dim=-2).any(dim=-2)
+    else:
+        attended = (attention_mask > torch.finfo(attention_mask.dtype).min).any(-2).any(-2)
+    attended = attended.expand(batch, n_keys)
+    positions = torch.arange(1, n_keys + 1, device=key.device)
+    lengths = (attended * positions).amax(dim=-1)
+    if not torch.equal(attended.sum(dim=-1), lengths) or (
+        attention_mask is not None
+        and attention_mask.shape[-2] > 1
+        and not torch.equal(attention_mask, attention_mask[..., :1, :].expand_as(attention_mask))
+    ):  # not a plain padding mask (holes, or rows per query): the matmuls, which take any
+        return _matmul_attention(query, key, value, attention_mask, scaling)
+    lengths = lengths.tolist()
+    extra = -n_keys % KEY_MULTIPLE  # a text as long as the batch is padded too
+    if extra:
+        pad = torch.nn.functional.pad
+        query, key, value = (pad(t, (0, 0, 0, extra)) for t in (query, key, value))
+        attended = pad(attended, (0, extra), value=False)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    n_queries = query.shape[-2] - extra
+    output = query.new_zeros(batch, n_queries, query.shape[1], query.shape[-1])
+    for row, length in enumerate(lengths):
+        width = max(KEY_MULTIPLE, -(-length // KEY_MULTIPLE) * KEY_MULTIPLE)
+        q, k, v = (t[row : row + 1, :, :width].contiguous() for t in (query, key, value))
+        # The same mask whatever the batch: none, or the text's keys then masked ones.
+        mask = None if width == length else attended[row : row + 1, None, None, :width]
+        if width <= MATMUL_MAX_TOKENS:
+            text = _matmul_attention(q, k, v, mask, scaling)
+        else:
+            text = sdpa(q, k, v, attn_mask=mask, scale=scaling).transpose(1, 2)
+        output[row, : min(width, n_queries)] = text[0, :n_queries]
+    return output
 
 
 def _padded(query, key, value, attention_mask):
