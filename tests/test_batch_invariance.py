@@ -82,6 +82,18 @@ def test_shuffled_and_mixed_into_a_larger_corpus(fitted):
     assert np.array_equal(mixed[7 : 7 + len(CORPUS)], expected)
 
 
+def test_long_texts_alone_and_among_other_long_texts(fitted):
+    # Texts past the matmul threshold (96 tokens) run through SDPA each at its own width.
+    vectorizer, _ = fitted
+    long_texts = _long_sentences(4, seed=7)
+    together = _with(vectorizer).transform(long_texts)
+    alone = np.concatenate([_with(vectorizer).transform([text]) for text in long_texts])
+    reversed_with_short = _with(vectorizer).transform(OTHERS[:3] + long_texts[::-1])[3:]
+
+    assert np.array_equal(alone, together)
+    assert np.array_equal(reversed_with_short, together[::-1])
+
+
 @pytest.mark.parametrize(("batch_size", "max_tokens"), [(1, "auto"), (7, "auto"), (32, 48)])
 def test_batch_size_and_token_budget(fitted, batch_size, max_tokens):
     vectorizer, expected = fitted

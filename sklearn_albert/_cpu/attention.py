@@ -20,14 +20,17 @@ text of ``n`` tokens in a batch padded to ``w`` sums its attention over ``w`` ke
 of them masked: the masked keys weigh exactly 0, but the matmul and softmax kernels sum in
 an order that depends on the number of keys (a bfloat16 text of 15 tokens alone and in a
 batch of 44 differed by 2e-3 after one layer, 0.06 after twelve), and SDPA's blocked
-kernel depends on it at every length. So every length runs as matmuls, with the keys
-padded (masked) to a multiple of :data:`KEY_MULTIPLE`: there, the kernels sum a row's keys
-in the same order whatever the multiple, and the extra keys add exact zeros (measured on
-PyTorch 2.13, AVX512-BF16, every length up to 512 tokens in bfloat16 and float16, up to 64
-in float32). In float32, where the matmul's order changes again beyond 64 keys, the
+kernel depends on it at every length. So up to 96 tokens attention runs as matmuls, with
+the keys padded (masked) to a multiple of :data:`KEY_MULTIPLE`: there, the kernels sum a
+row's keys in the same order whatever the multiple, and the extra keys add exact zeros
+(measured on PyTorch 2.13, AVX512-BF16, every length up to 512 tokens in bfloat16 and
+float16, up to 64 in float32). In float32, where the matmul's order changes again beyond 64 keys, the
 weighted sum over the values runs in blocks of :data:`FLOAT32_KEY_BLOCK` keys, added one
-after the other. The cost: none on sentences (up to 96 tokens: the padded keys are a
-small part of a layer's work), the matmul path instead of SDPA's kernel on longer texts.
+after the other. Past :data:`MATMUL_MAX_TOKENS` keys, where SDPA's fused kernel is about
+twice as fast as the matmuls, each text runs through SDPA on its own, at its own length
+rounded up to a multiple of :data:`KEY_MULTIPLE`: a width that depends on the text alone,
+at which the kernel gives the same bits at 1 and 2 threads and in any batch. The cost:
+the padding to 16 keys and, past 96 tokens, one SDPA call per text instead of per batch.
 """
 
 import torch  # imported lazily by packed_linear.py, never at package import
