@@ -24,9 +24,9 @@ kernel depends on it at every length. So up to 96 tokens attention runs as matmu
 the keys padded (masked) to a multiple of :data:`KEY_MULTIPLE`: there, the kernels sum a
 row's keys in the same order whatever the multiple, and the extra keys add exact zeros
 (measured on PyTorch 2.13, AVX512-BF16, every length up to 512 tokens in bfloat16 and
-float16, up to 64 in float32). In float32, where the matmul's order changes again beyond 64 keys, the
-weighted sum over the values runs in blocks of :data:`FLOAT32_KEY_BLOCK` keys, added one
-after the other. Past :data:`MATMUL_MAX_TOKENS` keys, where SDPA's fused kernel is about
+float16, up to 64 in float32). In float32, where the matmul's order changes again beyond
+64 keys, the weighted sum over the values runs in blocks of :data:`FLOAT32_KEY_BLOCK` keys,
+added one after the other. Past :data:`MATMUL_MAX_TOKENS` keys, where SDPA's fused kernel is about
 twice as fast as the matmuls, each text runs through SDPA on its own, at its own length
 rounded up to a multiple of :data:`KEY_MULTIPLE`: a width that depends on the text alone,
 at which the kernel gives the same bits at 1 and 2 threads and in any batch. The cost:
