@@ -20,10 +20,10 @@ from sklearn_albert import AlbertVectorizer, _cli, clear_cache
 from sklearn_albert._devices import cpu_supports_bfloat16
 
 
-def _long_sentences(n, seed):
-    """Texts of 60 to 150 words: 70 to 170 tokens on the tiny tokenizer."""
+def _long_sentences(n, seed, words=(60, 150)):
+    """Texts of 60 to 150 words (by default): 70 to 170 tokens on the tiny tokenizer."""
     rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(60, 150))) for _ in range(n)]
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(*words))) for _ in range(n)]
 
 
 CORPUS = generated_sentences(14, seed=5) + _long_sentences(3, seed=5) + ["", "bad"]
@@ -102,11 +102,14 @@ def test_batch_size_and_token_budget(fitted, batch_size, max_tokens):
 
 
 def test_chunked_long_texts(fitted):
+    # Texts past the model's 160 positions, cut into windows. The fit texts and max_length
+    # are the fixture's, so int8 reuses its calibration instead of calibrating again.
     vectorizer, _ = fitted
-    chunking = _refit(vectorizer, long_text="chunk", max_length=40, stride=8)
-    expected = chunking.transform(CORPUS)
-    alone = np.concatenate([chunking.transform([text]) for text in CORPUS])
-    by_seven = _with(chunking, batch_size=7).transform(OTHERS + CORPUS)[len(OTHERS) :]
+    chunking = _refit(vectorizer, long_text="chunk", stride=24)
+    texts = CORPUS[:6] + _long_sentences(3, seed=9, words=(200, 320))
+    expected = chunking.transform(texts)
+    alone = np.concatenate([chunking.transform([text]) for text in texts])
+    by_seven = _with(chunking, batch_size=7).transform(OTHERS + texts)[len(OTHERS) :]
 
     assert np.array_equal(alone, expected)
     assert np.array_equal(by_seven, expected)
