@@ -163,7 +163,7 @@ def _per_text_sdpa(query, key, value, attention_mask, scaling):
         width = max(KEY_MULTIPLE, -(-length // KEY_MULTIPLE) * KEY_MULTIPLE)
         q, k, v = (t[row : row + 1, :, :width].contiguous() for t in (query, key, value))
         # The same mask whatever the batch: none, or the text's keys then masked ones.
-        mask = None if width == length else attended[row : row + 1, None, None, :width]
+        mask = None if width == length else attended[row, :width].reshape(1, 1, 1, width).clone()
         if width <= MATMUL_MAX_TOKENS:
             text = _matmul_attention(q, k, v, mask, scaling)
         else:
