@@ -128,11 +128,12 @@ def _per_text_sdpa(query, key, value, attention_mask, scaling):
     A text's width is its last attended key rounded up to a multiple of
     :data:`KEY_MULTIPLE`: it depends on the text alone, never on the batch's longest text.
     SDPA's kernel, called on one text at a fixed width, gives the same bits whatever the
-    thread count (1 or 2) and whatever else the process has run (PyTorch 2.13, float32,
-    bfloat16 and float16). Texts that fit in :data:`MATMUL_MAX_TOKENS` keys run as the
-    padded matmuls, as they would alone. Query rows past a text's width come back as zeros
-    (padding tokens, which no pooling reads). A mask other than padding (holes in a text,
-    one row per query) sends the batch to the matmuls.
+    thread count (1 or 2), the inputs' strides and whatever else the process has run
+    (PyTorch 2.13, float32, bfloat16 and float16). Texts that fit in
+    :data:`MATMUL_MAX_TOKENS` keys run as the padded matmuls, as they would alone. Query
+    rows past a text's width come back as zeros (padding tokens, which no pooling reads).
+    A mask other than padding (holes in a text, one row per query) sends the batch to the
+    matmuls.
     """
     batch, n_keys = key.shape[0], key.shape[-2]
     if attention_mask is None:
@@ -151,19 +152,22 @@ def _per_text_sdpa(query, key, value, attention_mask, scaling):
     ):  # not a plain padding mask (holes, or rows per query): the matmuls, which take any
         return _matmul_attention(query, key, value, attention_mask, scaling)
     lengths = lengths.tolist()
-    extra = -n_keys % KEY_MULTIPLE  # a text as long as the batch is padded too
-    if extra:
-        pad = torch.nn.functional.pad
-        query, key, value = (pad(t, (0, 0, 0, extra)) for t in (query, key, value))
-        attended = pad(attended, (0, extra), value=False)
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    n_queries = query.shape[-2] - extra
+    pad = torch.nn.functional.pad
+    n_queries = query.shape[-2]
     output = query.new_zeros(batch, n_queries, query.shape[1], query.shape[-1])
     for row, length in enumerate(lengths):
         width = max(KEY_MULTIPLE, -(-length // KEY_MULTIPLE) * KEY_MULTIPLE)
-        q, k, v = (t[row : row + 1, :, :width].contiguous() for t in (query, key, value))
+        # A text as long as the batch is padded with zero keys (and queries) to its width.
+        # No copy otherwise: SDPA's result does not depend on its inputs' strides (the
+        # matmuls' does, and _padded makes their inputs contiguous).
+        q, k, v = (t[row : row + 1, :, :width] for t in (query, key, value))
+        if width > n_keys:
+            q, k, v = (pad(t, (0, 0, 0, width - n_keys)) for t in (q, k, v))
         # The same mask whatever the batch: none, or the text's keys then masked ones.
-        mask = None if width == length else attended[row, :width].reshape(1, 1, 1, width).clone()
+        mask = None
+        if width != length:
+            mask = (torch.arange(width, device=key.device) < length).view(1, 1, 1, width)
         if width <= MATMUL_MAX_TOKENS:
             text = _matmul_attention(q, k, v, mask, scaling)
         else:
