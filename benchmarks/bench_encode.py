@@ -262,9 +262,50 @@ def build_systems(model_name, folder, texts, token_counts, args, calibration_sec
         )
     if args.gpu_mode:
         systems += gpu_sweep_systems(folder, n_texts, args)
+    if args.batch_variant and args.device == "cpu":
+        systems += batch_variant_systems(folder, n_texts, args)
     if args.device == "cpu" and static_int8_available():
         systems += cpu_int8_systems(model_name, folder, n_texts, args, calibration_seconds)
     return systems
+
+
+def batch_variant_systems(folder, n_texts, args):
+    """The default and float32 AlbertVectorizer with CPU batch invariance switched off.
+
+    ``SKLEARN_ALBERT_CPU_BATCH_INVARIANT=0`` is set during their calls only (the attention
+    reads it at each call), so that the ratio to ``albert_default`` and ``albert_float32``
+    is the cost of batch invariance, measured in the same interleaved rounds.
+    """
+    from sklearn_albert._cpu import BATCH_INVARIANT_SWITCH
+
+    systems = []
+    for dtype, name in (("auto", "albert_default"), ("float32", "albert_float32")):
+        system = albert_vectorizer_system(
+            folder,
+            n_texts,
+            device=args.device,
+            dtype=dtype,
+            name=f"{name}_batch_variant",
+            label=f'AlbertVectorizer, dtype="{dtype}", {BATCH_INVARIANT_SWITCH}=0',
+        )
+        system.run = _with_environment(system.run, BATCH_INVARIANT_SWITCH, "0")
+        systems.append(system)
+    return systems
+
+
+def _with_environment(run, variable, value):
+    def run_with(texts):
+        previous = os.environ.get(variable)
+        os.environ[variable] = value
+        try:
+            return run(texts)
+        finally:
+            if previous is None:
+                del os.environ[variable]
+            else:
+                os.environ[variable] = previous
+
+    return run_with
 
 
 def static_int8_available():
@@ -874,6 +915,12 @@ def parse_args(argv=None):
         "--quick",
         action="store_true",
         help="smoke run: 64 texts, 1 round, 16 loop texts, small matmul",
+    )
+    parser.add_argument(
+        "--batch-variant",
+        action="store_true",
+        help="on CPU, add the default and float32 AlbertVectorizer with batch invariance "
+        "off (SKLEARN_ALBERT_CPU_BATCH_INVARIANT=0 during their calls): what it costs",
     )
     parser.add_argument("--out", default=None, help=f"result folder (default {common.RESULTS_DIR})")
     args = parser.parse_args(argv)

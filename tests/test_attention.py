@@ -51,7 +51,9 @@ def test_length_aware_attention_equals_sdpa(mask_kind, n_tokens):
     torch.testing.assert_close(output, sdpa_reference(query, key, value, mask))
 
 
-def test_short_sequences_run_as_matmuls_and_long_ones_through_sdpa(monkeypatch):
+@pytest.mark.parametrize("invariant", ["1", "0"])
+def test_long_sequences_run_through_sdpa_only_when_batch_invariance_is_off(invariant, monkeypatch):
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_BATCH_INVARIANT", invariant)
     calls = []
     import transformers.integrations.sdpa_attention as sdpa_module
 
@@ -67,7 +69,66 @@ def test_short_sequences_run_as_matmuls_and_long_ones_through_sdpa(monkeypatch):
         query, key, value = random_heads(n_tokens)
         length_aware_attention(layer, query, key, value, None)
 
-    assert calls == [_attention.MATMUL_MAX_TOKENS + 1]
+    assert calls == ([] if invariant == "1" else [_attention.MATMUL_MAX_TOKENS + 1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("mask_kind", ["boolean", "additive"])
+def test_a_texts_attention_is_the_same_whatever_its_batch_is_padded_to(dtype, mask_kind):
+    # A text of n tokens alone (no mask) against the same text padded to a wider batch:
+    # widths that cross 16-key blocks, float32's 64-key blocks and the SDPA threshold
+    # (beyond it, each text runs through SDPA at its own width).
+    layer = encoder_attention_layer()
+    for n_tokens in (2, 15, 40, 70, 97, 130):
+        query, key, value = (part[:1] for part in random_heads(n_tokens, dtype=dtype))
+        alone, _ = length_aware_attention(layer, query, key, value, None)
+        for width in (n_tokens + 1, n_tokens + 9, n_tokens + 30, max(140, n_tokens + 50)):
+            extra = width - n_tokens
+            padded = [
+                torch.nn.functional.pad(part, (0, 0, 0, extra), value=0.5)
+                for part in (query, key, value)
+            ]
+            mask = torch.zeros(1, 1, width, width, dtype=torch.bool)
+            mask[..., :n_tokens] = True
+            if mask_kind == "additive":
+                mask = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
+            output, _ = length_aware_attention(layer, *padded, mask)
+
+            assert torch.equal(output[:, :n_tokens], alone), (n_tokens, width)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_long_texts_keep_their_attention_in_a_batch_of_other_lengths(dtype):
+    # Beyond the matmul threshold each text runs through SDPA at its own width: texts of
+    # 100-200 tokens alone and in one batch with each other and a short one, on 1 and 2
+    # threads (corpus batches run on one thread, a lone text on two).
+    layer = encoder_attention_layer()
+    lengths = [_attention.MATMUL_MAX_TOKENS + 4, 150, 200, 9]
+    texts = [
+        [part[:1] for part in random_heads(n_tokens, dtype=dtype, seed=seed)]
+        for seed, n_tokens in enumerate(lengths)
+    ]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        alone = [length_aware_attention(layer, *text, None)[0] for text in texts]
+        torch.set_num_threads(1)
+        width = max(lengths)
+        batch = [
+            torch.cat(
+                [torch.nn.functional.pad(t[i], (0, 0, 0, width - t[i].shape[-2])) for t in texts]
+            )
+            for i in range(3)
+        ]
+        mask = torch.zeros(len(lengths), 1, 1, width, dtype=torch.bool)
+        for row, n_tokens in enumerate(lengths):
+            mask[row, ..., :n_tokens] = True
+        together, _ = length_aware_attention(layer, *batch, mask)
+    finally:
+        torch.set_num_threads(threads)
+
+    for row, n_tokens in enumerate(lengths):
+        assert torch.equal(together[row : row + 1, :n_tokens], alone[row]), n_tokens
 
 
 def test_reduced_precision_keeps_the_softmax_in_float32():

@@ -6,7 +6,8 @@ Each speed-up has its own environment switch, read when a model's inference copy
 keeps transformers' SDPA attention, ``SKLEARN_ALBERT_CPU_ERF_GELU=0`` keeps a checkpoint's
 tanh-approximated GELU in bfloat16 (the exact GELU it approximates runs instead: 4x
 faster on CPU, within 4.7e-4 of it). ``SKLEARN_ALBERT_CPU_STREAMS`` (read at each transform,
-``streams.py``) sets how many batches run side by side.
+``streams.py``) sets how many batches run side by side. ``SKLEARN_ALBERT_CPU_BATCH_INVARIANT=0``
+(read at each call) lets a text's attention depend on its batch again (``attention.py``).
 """
 
 import os
@@ -16,6 +17,10 @@ PACKING_SWITCH = "SKLEARN_ALBERT_CPU_PACKING"
 
 #: Set to 0 to keep SDPA attention on CPU instead of matmuls for short sequences.
 ATTENTION_SWITCH = "SKLEARN_ALBERT_CPU_ATTENTION"
+
+#: Set to 0 to let a text's attention depend on the batch it runs in (read at each call):
+#: faster on texts over 96 tokens, where SDPA's kernel runs instead (``attention.py``).
+BATCH_INVARIANT_SWITCH = "SKLEARN_ALBERT_CPU_BATCH_INVARIANT"
 
 #: Set to 0 to keep the checkpoint's tanh-approximated GELU in bfloat16 on CPU, instead of
 #: the exact GELU it approximates (``packed_linear._swap_tanh_gelu``).
