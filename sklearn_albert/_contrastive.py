@@ -15,10 +15,18 @@ encoder (autocast at the estimator's precision) -> the vectorizer's own pooling,
 cosine of every in-batch pair -> loss -> ``_finetuning.optimizer_step``. The estimator
 (``_vectorizer.py``) prepares the ids and labels and keeps the adapted encoder.
 
+A batch that runs out of memory is not made smaller (every pair shares one loss: a smaller
+batch is another loss). The step is retried in chunks with gradient caching, the idea of
+Gao et al. (2021, "Scaling Deep Contrastive Learning Batch Size under Memory Limited
+Setup"): encode the chunks without gradients, take the loss's gradient with respect to
+the batch's embeddings, then encode each chunk again with gradients and backpropagate its
+share. The loss and gradients are the whole batch's, for about one more forward pass.
+
 This module imports torch at import time; the estimator imports it lazily, in ``fit``.
 """
 
 import copy
+import logging
 import math
 import time
 
@@ -28,8 +36,10 @@ from torch import nn
 
 from ._batching import collate
 from ._engine import is_out_of_memory
-from ._finetuning import make_optimization, optimizer_step, progress_bar
+from ._finetuning import apply_gradients, finite_loss, make_optimization, progress_bar
 from ._pooling import SUMMARY_INDEX, pool_hidden_states
+
+logger = logging.getLogger("sklearn_albert")
 
 #: Fraction of all optimizer steps over which the learning rate rises from 0 to its peak.
 WARMUP = 0.1
@@ -81,7 +91,9 @@ def adapt_encoder(
     encoder : transformers.PreTrainedModel
         The adapted copy, in eval mode, on the template's device, with gradients off.
     history : list of dict
-        One entry per epoch: ``epoch``, ``train_loss``, ``learning_rate``, ``seconds``.
+        One entry per epoch: ``epoch``, ``train_loss``, ``learning_rate``, ``seconds`` and
+        ``chunk_size`` (texts per chunk of a gradient-cached step at the epoch's end, None
+        while whole batches fit in memory).
     """
     encoder = copy.deepcopy(template)
     for parameter in encoder.parameters():
@@ -97,6 +109,7 @@ def adapt_encoder(
         compute_dtype=compute_dtype,
     )
     history = []
+    chunk_size = None
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         batches = class_balanced_batches(targets.numpy(), batch_size, rng)
@@ -105,7 +118,7 @@ def adapt_encoder(
         loss_sum = 0.0
         try:
             for batch in batches:
-                loss = _step(
+                loss, chunk_size = train_step(
                     encoder,
                     optimization,
                     collate(ids, batch, pad_id),
@@ -113,6 +126,7 @@ def adapt_encoder(
                     settings=settings,
                     compute_dtype=compute_dtype,
                     batch_size=batch_size,
+                    chunk_size=chunk_size,
                 )
                 loss_sum += loss
                 if progress is not None:
@@ -127,6 +141,7 @@ def adapt_encoder(
                 "train_loss": loss_sum / len(batches),
                 "learning_rate": float(optimization[1].get_last_lr()[0]),
                 "seconds": time.perf_counter() - started,
+                "chunk_size": chunk_size,
             }
         )
     encoder.eval()
@@ -199,31 +214,182 @@ def pair_cosine_loss(embeddings, targets):
     return torch.stack(terms).mean()
 
 
-def _step(encoder, optimization, tensors, targets, *, settings, compute_dtype, batch_size):
-    """One optimizer step on the pairs of one batch; returns the batch's loss."""
+def train_step(
+    encoder, optimization, tensors, targets, *, settings, compute_dtype, batch_size, chunk_size
+):
+    """One optimizer step on the pairs of one batch, in chunks if memory runs out.
+
+    Parameters
+    ----------
+    encoder : transformers.PreTrainedModel
+        In train mode, trainable.
+    optimization : tuple (optimizer, scheduler, scaler)
+        From ``_finetuning.make_optimization``.
+    tensors : tuple (input_ids, attention_mask)
+        The padded batch.
+    targets : torch.Tensor of int
+        Class index per text of the batch.
+    settings : EncodeSettings
+        The pooling the loss is computed on.
+    compute_dtype : torch.dtype
+    batch_size : int
+        ``fine_tune_batch_size``, named in messages.
+    chunk_size : int or None
+        Texts per chunk of a gradient-cached step; None tries the whole batch at once.
+
+    Returns
+    -------
+    loss : float
+        The batch's loss.
+    chunk_size : int or None
+        The chunk size to use from now on: ``chunk_size`` as given, or the one that fitted
+        after running out of memory (halved from the batch's size until a step fits).
+
+    Raises
+    ------
+    MemoryError
+        When even one text at a time runs out of memory.
+    """
     device = next(encoder.parameters()).device
     input_ids, attention_mask = (tensor.to(device) for tensor in tensors)
-    try:
-        with torch.autocast(
-            device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32
-        ):
-            output = encoder(
-                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
-            )
-        embeddings = pooled_embeddings(output, attention_mask, settings)
-        loss = pair_cosine_loss(embeddings, targets.to(device))
-        return optimizer_step(encoder, optimization, loss)
-    except Exception as error:
-        if not is_out_of_memory(error):
-            raise
+    targets = targets.to(device)
+    n_texts = len(input_ids)
+    started_from = _rng_state(device)
+    size = n_texts if chunk_size is None else chunk_size
+    while True:
+        try:
+            if size >= n_texts:
+                loss = _batch_gradients(
+                    encoder,
+                    optimization,
+                    input_ids,
+                    attention_mask,
+                    targets,
+                    settings=settings,
+                    compute_dtype=compute_dtype,
+                )
+            else:
+                loss = _cached_gradients(
+                    encoder,
+                    optimization,
+                    input_ids,
+                    attention_mask,
+                    targets,
+                    settings=settings,
+                    compute_dtype=compute_dtype,
+                    chunk_size=size,
+                )
+            break
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            if min(size, n_texts) == 1:
+                optimization[0].zero_grad(set_to_none=True)
+                raise MemoryError(
+                    f"Out of memory adapting the encoder even one text at a time "
+                    f"(fine_tune_batch_size={batch_size}, this batch padded to "
+                    f"{input_ids.shape[1]} tokens). Use a smaller max_length, or a device "
+                    "with more memory."
+                ) from error
+        # Out of the except block, the failed attempt's activations are freed.
         optimization[0].zero_grad(set_to_none=True)
-        # Every pair of a batch shares one loss: a smaller batch is another loss, not the
-        # same one computed in pieces, so the choice is the user's.
-        raise MemoryError(
-            f"Out of memory adapting the encoder with fine_tune_batch_size={batch_size} "
-            f"(padded to {input_ids.shape[1]} tokens). Use a smaller fine_tune_batch_size "
-            "or max_length."
-        ) from error
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        _set_rng_state(device, started_from)  # a retry stays reproducible
+        size = max(1, min(size, n_texts) // 2)
+    apply_gradients(encoder, optimization)
+    if size == chunk_size or size >= n_texts:
+        return loss, chunk_size
+    logger.warning(
+        "Out of memory adapting the encoder on a batch of %d texts x %d tokens "
+        "(fine_tune_batch_size=%d); each step now runs in chunks of %d texts with gradient "
+        "caching: the same loss over every pair, for about one more forward pass per step. "
+        "Lower fine_tune_batch_size or max_length to avoid the recompute (a smaller batch "
+        "is a different loss).",
+        n_texts,
+        input_ids.shape[1],
+        batch_size,
+        size,
+    )
+    return loss, size
+
+
+def _embed(encoder, input_ids, attention_mask, settings, compute_dtype):
+    """The pooled embeddings of a padded batch, under autocast at ``compute_dtype``."""
+    device = input_ids.device
+    with torch.autocast(device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
+        output = encoder(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+        )
+    return pooled_embeddings(output, attention_mask, settings)
+
+
+def _batch_gradients(
+    encoder, optimization, input_ids, attention_mask, targets, *, settings, compute_dtype
+):
+    """Backpropagate the batch's loss in one pass; return the loss."""
+    embeddings = _embed(encoder, input_ids, attention_mask, settings, compute_dtype)
+    loss = pair_cosine_loss(embeddings, targets)
+    value = finite_loss(loss, optimization)
+    optimization[2].scale(loss).backward()
+    return value
+
+
+def _cached_gradients(
+    encoder,
+    optimization,
+    input_ids,
+    attention_mask,
+    targets,
+    *,
+    settings,
+    compute_dtype,
+    chunk_size,
+):
+    """Backpropagate the batch's loss chunk by chunk (gradient caching); return the loss.
+
+    Pass 1 encodes each chunk without a graph and keeps its embeddings; the loss over the
+    whole batch gives the (scaled) gradient of every embedding; pass 2 encodes each chunk
+    again, with the random state it had in pass 1 (the same dropout masks), and
+    backpropagates that chunk's embedding gradient. The parameter gradients add up to the
+    one-pass gradients of the same embeddings.
+    """
+    device = input_ids.device
+    chunks = [slice(start, start + chunk_size) for start in range(0, len(input_ids), chunk_size)]
+    states, pieces = [], []
+    with torch.no_grad():
+        for chunk in chunks:
+            states.append(_rng_state(device))
+            pieces.append(
+                _embed(encoder, input_ids[chunk], attention_mask[chunk], settings, compute_dtype)
+            )
+    finished = _rng_state(device)
+    embeddings = torch.cat(pieces).requires_grad_(True)
+    loss = pair_cosine_loss(embeddings, targets)
+    value = finite_loss(loss, optimization)
+    (gradient,) = torch.autograd.grad(optimization[2].scale(loss), embeddings)
+    del pieces, embeddings, loss
+    for chunk, state in zip(chunks, states):
+        _set_rng_state(device, state)
+        recomputed = _embed(
+            encoder, input_ids[chunk], attention_mask[chunk], settings, compute_dtype
+        )
+        recomputed.backward(gradient[chunk])
+    _set_rng_state(device, finished)
+    return value
+
+
+def _rng_state(device):
+    """The random state that dropout on ``device`` draws from (CPU, and CUDA's if used)."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(device, state):
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
 
 
 def steps_per_epoch(n_texts, batch_size):

@@ -315,21 +315,36 @@ def optimizer_step(network, optimization, loss):
 
     A loss that is not finite stops training with an error naming what to change.
     """
-    optimizer, scheduler, scaler = optimization
+    value = finite_loss(loss, optimization)
+    optimization[2].scale(loss).backward()
+    apply_gradients(network, optimization)
+    return value
+
+
+def finite_loss(loss, optimization):
+    """``loss`` as a float; a loss that is not finite raises an error naming what to change."""
     value = float(loss.detach())
     if not math.isfinite(value):
         raise FloatingPointError(
-            f"The training loss became {value} at step {scheduler.last_epoch + 1}. Lower "
-            "learning_rate, or use dtype='float32' if reduced precision was in use."
+            f"The training loss became {value} at step {optimization[1].last_epoch + 1}. "
+            "Lower learning_rate, or use dtype='float32' if reduced precision was in use."
         )
-    scaler.scale(loss).backward()
+    return value
+
+
+def apply_gradients(network, optimization):
+    """Clip the accumulated (scaled) gradients, step the optimizer and the schedule.
+
+    The gradients are those of ``optimization``'s scaler: ``scaler.scale(loss)`` was
+    backpropagated, in one pass or in pieces that add up to it.
+    """
+    optimizer, scheduler, scaler = optimization
     scaler.unscale_(optimizer)
     nn.utils.clip_grad_norm_(network.parameters(), MAX_GRAD_NORM)
     scaler.step(optimizer)
     scaler.update()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return value
 
 
 def _evaluate(network, ids, targets, batch_size, compute_dtype, pad_id, weight):
