@@ -241,3 +241,36 @@ def test_verbose_shows_a_progress_bar_per_epoch(tiny_albert_path, capsys):
     adapted(tiny_albert_path, fine_tune_epochs=2, verbose=True).fit(TEXTS, LABELS)
     err = capsys.readouterr().err
     assert "Epoch 1/2" in err and "Epoch 2/2" in err
+
+
+def bfloat16_autocast_runs_on_cpu():
+    import torch
+
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    except (RuntimeError, ValueError):
+        return False
+
+
+@pytest.mark.skipif(
+    not bfloat16_autocast_runs_on_cpu(), reason="this torch build has no bfloat16 CPU autocast"
+)
+def test_a_seed_makes_bfloat16_adaptation_reproducible_to_the_bit(tiny_albert_path, tmp_path):
+    # With dropout on, so that the seed decides the masks as well as the batches.
+    import json
+    import shutil
+
+    model = shutil.copytree(tiny_albert_path, tmp_path / "with-dropout")
+    config = json.loads((model / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    (model / "config.json").write_text(json.dumps(config))
+
+    def fit_transform(**params):
+        vect = adapted(model, dtype="bfloat16", fine_tune_epochs=1, **params).fit(TEXTS, LABELS)
+        assert vect.dtype_ == "bfloat16"
+        return vect.transform(TEXTS)
+
+    first = fit_transform()
+    assert np.array_equal(fit_transform(), first)
+    assert not np.array_equal(fit_transform(random_state=1), first)
