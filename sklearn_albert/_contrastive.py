@@ -12,15 +12,18 @@ different-class pairs equally, as SetFit's sampler balances positive and negativ
 
 Data flows one way: token ids (``_engine.cut_windows``) -> class-balanced batches ->
 encoder (autocast at the estimator's precision) -> the vectorizer's own pooling, in torch ->
-cosine of every in-batch pair -> loss -> ``_finetuning.optimizer_step``. The estimator
-(``_vectorizer.py``) prepares the ids and labels and keeps the adapted encoder.
+cosine of every in-batch pair -> loss -> backward -> ``_finetuning.apply_gradients``. The
+estimator (``_vectorizer.py``) prepares the ids and labels and keeps the adapted encoder.
 
 A batch that runs out of memory is not made smaller (every pair shares one loss: a smaller
 batch is another loss). The step is retried in chunks with gradient caching, the idea of
 Gao et al. (2021, "Scaling Deep Contrastive Learning Batch Size under Memory Limited
 Setup"): encode the chunks without gradients, take the loss's gradient with respect to
 the batch's embeddings, then encode each chunk again with gradients and backpropagate its
-share. The loss and gradients are the whole batch's, for about one more forward pass.
+share. The loss and gradients are the whole batch's, for about one more forward pass (with
+dropout, each chunk replays its own masks in the second pass; they are other draws than
+one pass over the batch would make, so only a model without dropout matches the unchunked
+step up to rounding).
 
 This module imports torch at import time; the estimator imports it lazily, in ``fit``.
 """
