@@ -319,9 +319,9 @@ class AlbertVectorizer(
         Only with ``fine_tune="contrastive"``: one record per epoch of adaptation,
         ``epoch``, ``train_loss`` (mean over the epoch's batches), ``learning_rate`` (at
         the epoch's end), ``seconds`` and ``chunk_size`` (None, or the texts per chunk
-        once a batch ran out of memory and steps went on with gradient caching). ``model_fingerprint_`` then names the adapted
-        weights, so the embedding cache keeps their vectors apart from the pretrained
-        model's and from other fits'.
+        once a batch ran out of memory and steps went on with gradient caching).
+        ``model_fingerprint_`` then names the adapted weights, so the embedding cache
+        keeps their vectors apart from the pretrained model's and from other fits'.
 
     input_name_ : str or None
         The name of the text column seen in ``fit`` (a named pandas or polars Series, or
