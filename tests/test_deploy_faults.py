@@ -225,6 +225,17 @@ def test_a_damaged_mlflow_model_is_refused_naming_the_file(saved, tmp_path, dama
     assert re.search(message, error), error
 
 
+def test_python_function_refuses_a_damaged_model_too(saved, tmp_path):
+    """``mlflow.pyfunc.load_model`` (what ``mlflow models serve`` calls) checks the same."""
+    import mlflow
+
+    model = _copy(saved, "mlflow-model", tmp_path)
+    _pickle_coefficient_flipped(model, saved)
+
+    with pytest.raises(ValueError, match=r"estimator\.pkl'.*SHA-256 differs"):
+        mlflow.pyfunc.load_model(str(model))
+
+
 def test_a_logged_model_whose_encoder_folder_links_elsewhere_is_refused(saved, tmp_path):
     """The same through a SQLite tracking store: the artifact store holds the link."""
     import mlflow
