@@ -152,11 +152,9 @@ def _load_joblib(path):
     except (EOFError, pickle.UnpicklingError) as error:
         # A pickle carries no checksum: this catches a file cut short or garbled, not
         # every damaged byte (docs/deploying.rst, "Damaged files").
-        raise ValueError(
-            f"Cannot serve MODEL={str(path)!r}: it is not a complete joblib or pickle file "
-            f"({type(error).__name__}: {error or 'it ends too early'}); it is truncated "
-            "or damaged. Copy or dump it again."
-        ) from None
+        raise _damaged(path, "joblib or pickle", error) from None
+    except ValueError as error:  # refused by the estimators' own checks: name the file
+        raise ValueError(f"Cannot serve MODEL={str(path)!r}: {error}") from None
 
 
 def _load_skops(path, trusted):
@@ -170,15 +168,11 @@ def _load_skops(path, trusted):
         ) from None
     from . import skops_trusted_types
 
-    damaged = (
-        f"Cannot serve MODEL={str(path)!r}: it is not a complete skops file ({{}}); it is "
-        "truncated or damaged. Copy or dump it again."
-    )
     # A skops file is a zip archive: each member's CRC-32 is checked as it is read.
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except (zipfile.BadZipFile, EOFError) as error:
-        raise ValueError(damaged.format(error)) from None
+        raise _damaged(path, "skops", error) from None
     refused = sorted(set(untrusted) - set(skops_trusted_types()) - set(trusted))
     if refused:
         raise ValueError(
@@ -188,7 +182,17 @@ def _load_skops(path, trusted):
     try:
         return sio.load(path, trusted=list(untrusted))
     except (zipfile.BadZipFile, EOFError) as error:
-        raise ValueError(damaged.format(error)) from None
+        raise _damaged(path, "skops", error) from None
+    except ValueError as error:  # refused by the estimators' own checks: name the file
+        raise ValueError(f"Cannot serve MODEL={str(path)!r}: {error}") from None
+
+
+def _damaged(path, kind, error):
+    return ValueError(
+        f"Cannot serve MODEL={str(path)!r}: it is not a complete {kind} file "
+        f"({type(error).__name__}: {error or 'it ends too early'}); it is truncated or "
+        "damaged. Copy or dump it again."
+    )
 
 
 def _encoders(estimator):

@@ -450,7 +450,7 @@ SERVE_DAMAGE = {
     "joblib-weights-bit-flipped": (
         "pipe.joblib",
         _joblib_weights_flipped,
-        r"weights in the pickle are not those it was fitted with",
+        r"pipe\.joblib'.*weights in the pickle are not those it was fitted with",
     ),
     "skops-truncated": ("pipe.skops", _skops_cut, r"pipe\.skops'.*truncated or damaged"),
     "skops-bit-flipped": (
