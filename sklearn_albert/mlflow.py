@@ -34,8 +34,8 @@ import hashlib
 import io
 import os
 import pickle
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 __all__ = [
@@ -138,7 +138,9 @@ def save_model(
     if not existed:
         os.rmdir(path)  # the complete model is renamed to ``path``
     mlflow_model = Model() if mlflow_model is None else mlflow_model
-    staging = tempfile.mkdtemp(prefix=f".{Path(path).name}.", dir=Path(path).parent)
+    # Not mkdtemp: its folder is private (0700), and the model folder keeps the umask's mode.
+    staging = Path(path).parent / f".{Path(path).name}.{secrets.token_hex(6)}"
+    staging.mkdir()
     try:
         _write_model_folder(
             model,
