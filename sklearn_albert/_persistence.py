@@ -336,9 +336,18 @@ class EncoderPersistence:
         if model_files is not None:
             import torch
 
-            from ._loading import load_model_from_files
+            from ._loading import is_legacy_fingerprint, load_model_from_files
 
             loaded = load_model_from_files(model_files, device=torch.device(self.device_))
+            if loaded.fingerprint != self.model_fingerprint_ and not is_legacy_fingerprint(
+                self.model_fingerprint_
+            ):
+                # A pickle has no checksum: its weights are checked as a folder's are.
+                raise ValueError(
+                    f"Refusing to restore the {type(self).__name__}: the weights in the "
+                    "pickle are not those it was fitted with (their fingerprint differs): "
+                    "the file is damaged or was edited. Pickle or save it again."
+                )
             if extra is not None:
                 from safetensors.torch import load
 

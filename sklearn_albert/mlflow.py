@@ -18,14 +18,24 @@ The model folder is self-contained::
 
 The weights are kept out of the pickle and written by ``save``, which checks every file
 against its SHA-256 when it loads: the logged model loads after the checkpoint folder it
-was fitted from is gone, offline. The rest of a pipeline (a ``LogisticRegression``, a
+was fitted from is gone, offline. MLmodel records the SHA-256 of ``estimator.pkl`` and of
+each encoder's ``estimator.json``, so that every file of the model is checked before it is
+read: a truncated, damaged or swapped file (or a link in place of a file or folder) is
+refused, naming it. The folder is written beside ``path`` and moved into place when
+complete, so that a failed or killed save leaves no model folder behind.
+
+The rest of a pipeline (a ``LogisticRegression``, a
 ``FunctionTransformer``...) has no pickle-free format of its own, so it stays a pickle:
 load models from a tracking server you trust, as with ``mlflow.sklearn``'s pickle formats
 (see :doc:`/security`).
 """
 
+import hashlib
+import io
 import os
 import pickle
+import secrets
+import shutil
 from pathlib import Path
 
 __all__ = [
@@ -41,6 +51,8 @@ FLAVOR_NAME = "sklearn_albert"
 ESTIMATOR_FOLDER = "estimator"
 PICKLE_FILE = "estimator.pkl"
 ENCODERS_FOLDER = "encoders"
+#: The file each encoder's own ``save`` writes its parameters and file hashes to.
+ESTIMATOR_FILE = "estimator.json"
 INPUT_COLUMN = "text"
 # The persistent id a pickled encoder becomes (pickle's persistent_id protocol).
 _ENCODER_REFERENCE = "sklearn_albert.encoder"
@@ -91,7 +103,9 @@ def save_model(
         Fitted: an ``AlbertVectorizer``, an ``AlbertClassifier``, or a pipeline (or other
         estimator) holding them, encoders at any depth.
     path : str or path-like
-        A folder that does not exist yet, or an empty one.
+        A folder that does not exist yet, or an empty one. The model is written into a
+        temporary folder beside it, moved to ``path`` once complete: a save that fails
+        (a full disk) or is killed leaves no model at ``path``.
     predict_method : {"predict", "predict_proba", "transform"}, default=None
         What ``python_function``'s ``predict`` calls. None: ``predict`` when ``model``
         has it (a classifier or a pipeline ending in one), else ``transform`` (the
@@ -110,8 +124,55 @@ def save_model(
     mlflow_model : mlflow.models.Model, default=None
         The model this flavour is added to (``Model.log`` passes one).
     """
-    import mlflow
     from mlflow.models import Model
+    from mlflow.utils.environment import _validate_env_arguments
+    from mlflow.utils.model_utils import _validate_and_prepare_target_save_path
+    from sklearn.utils.validation import check_is_fitted
+
+    predict_method = _check_predict_method(model, predict_method)
+    check_is_fitted(model)
+    _validate_env_arguments(None, pip_requirements, extra_pip_requirements)
+    path = os.fspath(path)
+    existed = os.path.exists(path)
+    _validate_and_prepare_target_save_path(path)  # refuses a folder that is not empty
+    if not existed:
+        os.rmdir(path)  # the complete model is renamed to ``path``
+    mlflow_model = Model() if mlflow_model is None else mlflow_model
+    # Not mkdtemp: its folder is private (0700), and the model folder keeps the umask's mode.
+    staging = Path(path).parent / f".{Path(path).name}.{secrets.token_hex(6)}"
+    staging.mkdir()
+    try:
+        _write_model_folder(
+            model,
+            staging,
+            mlflow_model,
+            predict_method=predict_method,
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=pip_requirements,
+            extra_pip_requirements=extra_pip_requirements,
+            metadata=metadata,
+        )
+        os.replace(staging, path)  # over an empty folder too: rename replaces it
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _write_model_folder(
+    model,
+    path,
+    mlflow_model,
+    *,
+    predict_method,
+    signature,
+    input_example,
+    pip_requirements,
+    extra_pip_requirements,
+    metadata,
+):
+    """Write every file of the model into the folder ``path`` (see :func:`save_model`)."""
+    import mlflow
     from mlflow.models.model import MLMODEL_FILE_NAME
     from mlflow.models.utils import _save_example
     from mlflow.utils.environment import (
@@ -121,21 +182,11 @@ def save_model(
         _REQUIREMENTS_FILE_NAME,
         _process_pip_requirements,
         _PythonEnv,
-        _validate_env_arguments,
     )
-    from mlflow.utils.model_utils import _validate_and_prepare_target_save_path
-    from sklearn.utils.validation import check_is_fitted
 
     import sklearn_albert
 
-    predict_method = _check_predict_method(model, predict_method)
-    check_is_fitted(model)
-    _validate_env_arguments(None, pip_requirements, extra_pip_requirements)
-    path = os.fspath(path)
-    _validate_and_prepare_target_save_path(path)
-    mlflow_model = Model() if mlflow_model is None else mlflow_model
-
-    encoders = _write_estimator(model, Path(path, ESTIMATOR_FOLDER))
+    encoders, pickle_sha256 = _write_estimator(model, Path(path, ESTIMATOR_FOLDER))
     _save_example(mlflow_model, _as_input_frame(input_example), path)
     if signature is None:
         signature = text_signature()
@@ -156,6 +207,7 @@ def save_model(
         predict_method=predict_method,
         sklearn_albert_version=sklearn_albert.__version__,
         encoders=encoders,
+        pickle_sha256=pickle_sha256,
     )
     mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
 
@@ -233,13 +285,18 @@ def load_model(model_uri, dst_path=None):
     model : estimator
         As logged, its encoders loaded from the model's own files, each on this machine's
         device (``device="auto"`` encoders on its best device).
+
+    Raises
+    ------
+    ValueError
+        If a file of the model is truncated, damaged or not the one saved (its SHA-256
+        differs from the one recorded), or is a link, naming the file.
     """
     from mlflow.tracking.artifact_utils import _download_artifact_from_uri
-    from mlflow.utils.model_utils import _get_flavor_configuration
 
     local = _download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path)
-    configuration = _get_flavor_configuration(model_path=local, flavor_name=FLAVOR_NAME)
-    return _read_estimator(Path(local, configuration["data"]), configuration["encoders"])
+    configuration = _flavor_configuration(Path(local))
+    return _read_estimator(Path(local, configuration["data"]), configuration)
 
 
 def text_signature(column=None):
@@ -265,12 +322,36 @@ def text_signature(column=None):
 
 def _load_pyfunc(path):
     """``python_function``'s loader (MLflow calls it with the ``data`` folder)."""
+    configuration = _flavor_configuration(Path(path).parent)
+    estimator = _read_estimator(Path(path), configuration)
+    return _TextModel(estimator, configuration["predict_method"])
+
+
+def _flavor_configuration(model_folder):
+    """This flavour's entry of ``model_folder/MLmodel``; a clear error if it is damaged."""
+    import yaml
     from mlflow.utils.model_utils import _get_flavor_configuration
 
-    model_folder = Path(path).parent
-    configuration = _get_flavor_configuration(model_path=model_folder, flavor_name=FLAVOR_NAME)
-    estimator = _read_estimator(Path(path), configuration["encoders"])
-    return _TextModel(estimator, configuration["predict_method"])
+    where = f"Cannot load the MLflow model {str(model_folder)!r}: its MLmodel file"
+    try:
+        configuration = _get_flavor_configuration(
+            model_path=str(model_folder), flavor_name=FLAVOR_NAME
+        )
+    except yaml.YAMLError as error:
+        raise ValueError(
+            f"{where} is not valid YAML (truncated or damaged?): {error}. Log the model again."
+        ) from None
+    missing = [
+        key
+        for key in ("data", "encoders", "predict_method")
+        if not isinstance(configuration, dict) or key not in configuration
+    ]
+    if missing or configuration["data"] != ESTIMATOR_FOLDER:
+        raise ValueError(
+            f"{where} has a damaged {FLAVOR_NAME!r} flavour (missing or unexpected: "
+            f"{missing or ['data']}). Log the model again."
+        )
+    return configuration
 
 
 class _TextModel:
@@ -294,7 +375,10 @@ class _TextModel:
 
 
 def _write_estimator(model, folder):
-    """Pickle ``model`` with its encoders saved beside it; their descriptions, for MLmodel."""
+    """Pickle ``model`` with its encoders saved beside it.
+
+    Returns the encoders' descriptions and the pickle's SHA-256, for MLmodel.
+    """
     from ._persistence import EncoderPersistence
 
     encoders = []
@@ -317,6 +401,7 @@ def _write_estimator(model, folder):
                     "class": type(obj).__name__,
                     "device": str(obj.device),
                     "dtype": str(obj.dtype_),
+                    "sha256": _sha256(folder / relative / ESTIMATOR_FILE),
                 }
             )
             return (_ENCODER_REFERENCE, index)
@@ -324,16 +409,26 @@ def _write_estimator(model, folder):
     folder.mkdir(parents=True)
     with open(folder / PICKLE_FILE, "wb") as file:
         EncodersApart(file, protocol=pickle.HIGHEST_PROTOCOL).dump(model)
-    return [{key: value for key, value in each.items() if key != "object"} for each in encoders]
+    descriptions = [
+        {key: value for key, value in each.items() if key != "object"} for each in encoders
+    ]
+    return descriptions, _sha256(folder / PICKLE_FILE)
 
 
-def _read_estimator(folder, encoders):
+def _read_estimator(folder, configuration):
     """The estimator of :func:`_write_estimator`'s folder, set up for this process.
 
-    ``encoders`` are the descriptions :func:`_write_estimator` returned (from MLmodel).
+    ``configuration`` is the flavour's entry of MLmodel: the encoders' descriptions and
+    the pickle's SHA-256 (absent from models logged before it was recorded).
     """
     from ._hosts import reuse_freed_memory
+    from ._model_files import check_real_folder
 
+    check_real_folder(folder)
+    # Hashed and unpickled from one read: no swap in between. A damaged pickle can crash
+    # the interpreter, not only raise: nothing is unpickled before its hash matches.
+    content = _read_checked(folder / PICKLE_FILE, configuration.get("pickle_sha256"))
+    encoders = configuration["encoders"]
     reuse_freed_memory()
     loaded = {}
 
@@ -343,19 +438,30 @@ def _read_estimator(folder, encoders):
             if kind != _ENCODER_REFERENCE or not 0 <= index < len(encoders):
                 raise pickle.UnpicklingError(f"Unknown reference {reference!r} in {folder}.")
             if index not in loaded:
-                loaded[index] = _load_encoder(folder, encoders[index])
+                loaded[index] = _load_encoder(folder, encoders[index], index)
             return loaded[index]
 
-    with open(folder / PICKLE_FILE, "rb") as file:
-        return EncodersFromFolders(file).load()
+    return EncodersFromFolders(io.BytesIO(content)).load()
 
 
-def _load_encoder(folder, description):
+def _load_encoder(folder, description, index):
     """One saved encoder, loaded by its own class on the device this host gives it."""
     import sklearn_albert
 
     from ._hosts import device_to_load_with
+    from ._model_files import check_real_folder
     from ._persistence import EncoderPersistence
+
+    expected = f"{ENCODERS_FOLDER}/{index}"
+    if description.get("path") != expected:
+        raise ValueError(
+            f"The MLmodel file places encoder {index} at {description.get('path')!r}; this "
+            f"flavour writes it at {expected!r}. The file is damaged or was edited."
+        )
+    encoder_folder = folder / expected
+    check_real_folder(folder / ENCODERS_FOLDER)
+    check_real_folder(encoder_folder)
+    _read_checked(encoder_folder / ESTIMATOR_FILE, description.get("sha256"))
 
     cls = getattr(sklearn_albert, description["class"], None)
     if not (isinstance(cls, type) and issubclass(cls, EncoderPersistence)):
@@ -365,7 +471,32 @@ def _load_encoder(folder, description):
             "with this version."
         )
     device = device_to_load_with(description["device"], description["dtype"])
-    return cls.load(folder / description["path"], device=device)
+    return cls.load(encoder_folder, device=device)
+
+
+def _sha256(path):
+    from ._model_files import open_regular_file
+
+    with open_regular_file(path) as file:
+        return hashlib.sha256(file.read()).hexdigest()
+
+
+def _read_checked(path, expected):
+    """The bytes of the regular file ``path``, refused unless their SHA-256 is ``expected``.
+
+    ``expected`` None: a model logged before hashes were recorded; read as it is.
+    """
+    from ._model_files import open_regular_file
+
+    with open_regular_file(path) as file:
+        content = file.read()
+    if expected is not None and hashlib.sha256(content).hexdigest() != expected:
+        raise ValueError(
+            f"Refusing to load {str(path)!r}: it changed since the model was saved (its "
+            "SHA-256 differs from the one in MLmodel): the file is truncated, damaged or "
+            "not the one saved. Log or save the model again."
+        )
+    return content
 
 
 # ---------------------------------------------------------------------- the input

@@ -110,9 +110,7 @@ def load_estimator(path, *, trusted=(), device="auto"):
     if path.suffix == ".skops":
         estimator = _load_skops(path, trusted)
     else:
-        import joblib
-
-        estimator = joblib.load(path)
+        estimator = _load_joblib(path)
     if device == "auto":
         choose_device_here(estimator)
     else:
@@ -144,7 +142,24 @@ def _saved_class(path):
     return cls
 
 
+def _load_joblib(path):
+    import pickle
+
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except (EOFError, pickle.UnpicklingError) as error:
+        # A pickle carries no checksum: this catches a file cut short or garbled, not
+        # every damaged byte (docs/deploying.rst, "Damaged files").
+        raise _damaged(path, "joblib or pickle", error) from None
+    except ValueError as error:  # refused by the estimators' own checks: name the file
+        raise ValueError(f"Cannot serve MODEL={str(path)!r}: {error}") from None
+
+
 def _load_skops(path, trusted):
+    import zipfile
+
     try:
         import skops.io as sio
     except ImportError:
@@ -153,14 +168,31 @@ def _load_skops(path, trusted):
         ) from None
     from . import skops_trusted_types
 
-    untrusted = sio.get_untrusted_types(file=path)
+    # A skops file is a zip archive: each member's CRC-32 is checked as it is read.
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise _damaged(path, "skops", error) from None
     refused = sorted(set(untrusted) - set(skops_trusted_types()) - set(trusted))
     if refused:
         raise ValueError(
             f"Refusing to load MODEL={str(path)!r}: it holds types that are not trusted: "
             f"{', '.join(refused)}. Check them, then pass --trusted TYPE for each."
         )
-    return sio.load(path, trusted=list(untrusted))
+    try:
+        return sio.load(path, trusted=list(untrusted))
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise _damaged(path, "skops", error) from None
+    except ValueError as error:  # refused by the estimators' own checks: name the file
+        raise ValueError(f"Cannot serve MODEL={str(path)!r}: {error}") from None
+
+
+def _damaged(path, kind, error):
+    return ValueError(
+        f"Cannot serve MODEL={str(path)!r}: it is not a complete {kind} file "
+        f"({type(error).__name__}: {error or 'it ends too early'}); it is truncated or "
+        "damaged. Copy or dump it again."
+    )
 
 
 def _encoders(estimator):
