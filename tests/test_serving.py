@@ -282,9 +282,7 @@ def metrics(port):
 
 
 def answered(samples, endpoint, status):
-    return samples[
-        ("sklearn_albert_requests_total", (("endpoint", endpoint), ("status", status)))
-    ]
+    return samples[("sklearn_albert_requests_total", (("endpoint", endpoint), ("status", status)))]
 
 
 # ---------------------------------------------------------------------- the contract
