@@ -272,6 +272,13 @@ def _add_serve_command(commands):
         "variable SKLEARN_ALBERT_API_KEY, else no key); /health needs none",
     )
     serve.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="do not serve GET /metrics (request counts and latency in Prometheus' text "
+        "format; like /health it needs no key)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=("debug", "info", "warning", "error"),
@@ -512,6 +519,7 @@ def run_serve(args):
         request_timeout=args.request_timeout,
         methods=args.methods,
         api_key=args.api_key or os.environ.get(serving.API_KEY_ENV) or None,
+        metrics=args.metrics,
     )
     return 0
 

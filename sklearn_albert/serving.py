@@ -11,6 +11,7 @@ has, each its own ``LitAPI``::
     POST /predict_proba  {"texts": [...]} -> {"probabilities": [[...]], "classes": [...]}
     POST /transform      {"texts": [...]} -> {"embeddings": [[...]]}
     GET  /health         200 once every worker has loaded and warmed up the model, else 503
+    GET  /metrics        request counts and latency, Prometheus' text format
     GET  /docs           LitServe's OpenAPI page
 
 A method the estimator lacks answers 404 with a JSON message. Requests are checked in the
@@ -40,6 +41,8 @@ except ImportError as error:  # pragma: no cover - the extra is missing
     raise ImportError(
         "sklearn_albert.serving needs litserve: pip install 'sklearn-albert[serve]'."
     ) from error
+
+from ._serving_metrics import RequestMetrics, RequestTable, metrics_endpoint
 
 __all__ = ["RequestError", "build_server", "check_texts", "load_estimator", "serve"]
 
@@ -580,6 +583,7 @@ def build_server(
     request_timeout=DEFAULT_REQUEST_TIMEOUT,
     methods=None,
     api_key=None,
+    metrics=True,
     log_level="info",
 ):
     """A LitServer with one endpoint per method of the estimator in ``model``.
@@ -613,6 +617,10 @@ def build_server(
         processes, each holding a copy of the model.
     api_key : str, default=None
         The bearer token every request to an endpoint must send.
+    metrics : bool, default=True
+        Serve ``GET /metrics``: request counts by status class, a latency histogram per
+        endpoint and the requests in flight, in Prometheus' text format (see
+        ``_serving_metrics``). It needs no key, like ``/health``.
     log_level : str, default="info"
 
     Returns
@@ -676,6 +684,13 @@ def build_server(
         for method in methods
     ]
     in_flight = multiprocessing.Value("i", 0)
+    middlewares = [
+        (_InFlightLimit, {"limit": max_queue, "counter": in_flight, "paths": list(METHODS)})
+    ]
+    if metrics:
+        # Added after the queue limit, so outside it: its 503s are counted too.
+        table = RequestTable(METHODS, in_flight=in_flight)
+        middlewares.append((RequestMetrics, {"table": table}))
     server = ls.LitServer(
         apis,
         accelerator="cpu",  # devices are this package's choice (load_estimator), per worker
@@ -685,10 +700,10 @@ def build_server(
         # "\\uXXXX"): a larger one answers 413 before it is read whole.
         max_payload_size=max_texts_per_request * (6 * max_text_chars + 16) + 4096,
         model_metadata={"model": str(model), "estimator": description, "methods": methods},
-        middlewares=[
-            (_InFlightLimit, {"limit": max_queue, "counter": in_flight, "paths": list(METHODS)})
-        ],
+        middlewares=middlewares,
     )
+    if metrics:
+        server.app.add_api_route("/metrics", metrics_endpoint(table), methods=["GET"])
     for path, method in METHODS.items():
         if method not in methods:
             server.app.add_api_route(

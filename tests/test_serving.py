@@ -267,6 +267,24 @@ def in_threads(calls):
     return results
 
 
+def metrics(port):
+    """``GET /metrics`` parsed: {(sample name, labels as a sorted tuple): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, text, headers = get(port, "/metrics")
+    assert status == 200, text
+    assert headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def answered(samples, endpoint, status):
+    return samples[("sklearn_albert_requests_total", (("endpoint", endpoint), ("status", status)))]
+
+
 # ---------------------------------------------------------------------- the contract
 
 
@@ -275,6 +293,39 @@ def test_health_and_the_openapi_page_answer_without_the_key(pipeline_server):
     status, page, _ = get(pipeline_server.port, "/docs")
     assert status == 200
     assert "swagger" in page.lower()
+
+
+def test_metrics_count_every_answer_and_its_latency_without_the_key(pipeline_server):
+    port = pipeline_server.port
+    before = metrics(port)
+    for text in TEXTS[:3]:
+        assert post(port, "/predict", {"texts": [text]}, key=API_KEY)[0] == 200
+    assert post(port, "/predict", {"text": ["x"]}, key=API_KEY)[0] == 422
+    assert post(port, "/predict", {"texts": ["x"]})[0] == 401
+    after = metrics(port)
+
+    assert answered(after, "/predict", "2xx") - answered(before, "/predict", "2xx") == 3
+    assert answered(after, "/predict", "4xx") - answered(before, "/predict", "4xx") == 2
+    assert answered(after, "/predict", "5xx") == answered(before, "/predict", "5xx")
+    assert answered(after, "/transform", "2xx") == 0  # this server has no /transform
+    count = ("sklearn_albert_request_seconds_count", (("endpoint", "/predict"),))
+    total = ("sklearn_albert_request_seconds_sum", (("endpoint", "/predict"),))
+    inf = ("sklearn_albert_request_seconds_bucket", (("endpoint", "/predict"), ("le", "+Inf")))
+    assert after[count] - before[count] == 5
+    assert after[inf] == after[count]
+    assert after[total] > before[total]
+    assert after[("sklearn_albert_requests_in_flight", ())] == 0
+
+
+def test_no_metrics_leaves_the_route_out(models):
+    from sklearn_albert.serving import build_server
+
+    paths = {
+        route.path
+        for route in build_server(models["folder"] / "pipeline.joblib", metrics=False).app.routes
+    }
+    assert "/metrics" not in paths
+    assert "/predict" in paths
 
 
 def test_concurrent_requests_get_what_the_pipeline_gives_offline(pipeline_server, models):
@@ -470,6 +521,10 @@ def test_beyond_max_queue_503_then_sigterm_finishes_the_requests_in_flight(
         assert [status for status, _, _ in refused] == [503] * 4
         assert all(headers["retry-after"] == "1" for _, _, headers in refused)
         assert "--max-queue" in refused[0][1]["detail"]
+        # The refusals are counted as answered 5xx; the waiting request is in flight.
+        counts = metrics(port)
+        assert answered(counts, "/transform", "5xx") == 4
+        assert counts[("sklearn_albert_requests_in_flight", ())] == 1
 
         vectorizer_server.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
