@@ -53,7 +53,7 @@ RESPONSE_KEYS = {
     "transform": "embeddings",
 }
 #: Large batches cost less per text; a worker waits at most ``DEFAULT_BATCH_TIMEOUT``
-#: after a batch's first request, so a lone client pays 10 ms more, not a full batch.
+#: after a batch's first request for others, and not at all when no other is in flight.
 DEFAULT_MAX_BATCH_SIZE = 64
 DEFAULT_BATCH_TIMEOUT = 0.01
 DEFAULT_MAX_TEXTS_PER_REQUEST = 256
