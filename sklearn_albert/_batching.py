@@ -18,7 +18,7 @@ def add_special_tokens(content, prefix, suffix, max_length):
     return [*prefix, *content[:room], *suffix]
 
 
-def plan_batches(lengths, *, batch_size, max_tokens):
+def plan_batches(lengths, *, batch_size, max_tokens, batch_cost=None):
     """Group text indices into length-sorted batches within both budgets.
 
     Parameters
@@ -30,6 +30,11 @@ def plan_batches(lengths, *, batch_size, max_tokens):
     max_tokens : int
         At most this many padded tokens (texts x longest text) per batch; a single text
         longer than the budget still gets a batch of its own.
+    batch_cost : int, default=None
+        None fills each batch up to the budgets. An integer cuts the sorted texts where
+        padded tokens plus ``batch_cost`` tokens per batch sum least (see
+        :func:`_least_padding_cuts`): a call of a few dozen texts of mixed lengths then
+        gets several narrow batches instead of one wide one.
 
     Returns
     -------
@@ -38,6 +43,9 @@ def plan_batches(lengths, *, batch_size, max_tokens):
     """
     lengths = np.asarray(lengths)
     order = np.argsort(-lengths, kind="stable")
+    if batch_cost is not None:
+        cuts = _least_padding_cuts(lengths[order], batch_size, max_tokens, batch_cost)
+        return [order[start:stop] for start, stop in zip(cuts[:-1], cuts[1:])]
     batches, start = [], 0
     while start < len(order):
         longest = max(int(lengths[order[start]]), 1)
@@ -45,6 +53,39 @@ def plan_batches(lengths, *, batch_size, max_tokens):
         batches.append(order[start : start + size])
         start += size
     return batches
+
+
+def _least_padding_cuts(widths, batch_size, max_tokens, batch_cost):
+    """Batch boundaries in ``widths`` (sorted longest first) of least padded tokens plus cost.
+
+    A batch costs ``batch_cost`` plus its texts times its longest text: on a CPU, where
+    every padded token is computed, ``batch_cost`` stands for what a batch costs beyond its
+    tokens (the Python and the operator launches of one forward pass). Dynamic programming
+    over the cut points, each batch within ``batch_size`` texts and ``max_tokens`` padded
+    tokens (one text alone may exceed them); among equal costs, the longer batch wins, so
+    texts of one length still fill whole batches.
+
+    Returns
+    -------
+    cuts : list of int
+        ``0``, each boundary, then ``len(widths)``.
+    """
+    widths = np.maximum(np.asarray(widths, dtype=np.int64), 1)
+    n = len(widths)
+    best = np.zeros(n + 1)
+    start_of = np.zeros(n + 1, dtype=np.intp)
+    for stop in range(1, n + 1):
+        sizes = np.arange(min(batch_size, stop), 0, -1)  # longest batch first
+        starts = stop - sizes
+        padded = sizes * widths[starts]
+        cost = best[starts] + batch_cost + padded
+        cost[(padded > max_tokens) & (sizes > 1)] = np.inf
+        pick = int(np.argmin(cost))
+        best[stop], start_of[stop] = cost[pick], starts[pick]
+    cuts = [n]
+    while cuts[-1] > 0:
+        cuts.append(int(start_of[cuts[-1]]))
+    return cuts[::-1]
 
 
 def collate(ids, batch, pad_id, pin_memory=False):

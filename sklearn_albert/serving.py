@@ -56,7 +56,7 @@ RESPONSE_KEYS = {
     "transform": "embeddings",
 }
 #: Large batches cost less per text; a worker waits at most ``DEFAULT_BATCH_TIMEOUT``
-#: after a batch's first request, so a lone client pays 10 ms more, not a full batch.
+#: after a batch's first request for others, and not at all when no other is in flight.
 DEFAULT_MAX_BATCH_SIZE = 64
 DEFAULT_BATCH_TIMEOUT = 0.01
 DEFAULT_MAX_TEXTS_PER_REQUEST = 256
@@ -70,6 +70,8 @@ RETRY_AFTER_SECONDS = 1
 #: Seconds a request may wait for a worker before it answers 504 (LitServe's default).
 DEFAULT_REQUEST_TIMEOUT = 30
 API_KEY_ENV = "SKLEARN_ALBERT_API_KEY"
+#: How LitServe starts its inference workers: the values they share are made by it.
+_SPAWN = multiprocessing.get_context("spawn")
 WARM_UP_TEXTS = ["warm up"]
 
 
@@ -312,14 +314,17 @@ class _InFlightLimit:
 
     The count is shared by every HTTP process of the server (a ``multiprocessing.Value``
     created before LitServe forks them); a request counts from its arrival until its
-    answer is sent, waiting for a worker or being computed.
+    answer is sent, waiting for a worker or being computed. ``path_counters`` (path ->
+    ``multiprocessing.Value``), where given, count each path's requests admitted in the
+    same way, for its inference workers to read.
     """
 
-    def __init__(self, app, *, limit, counter, paths):
+    def __init__(self, app, *, limit, counter, paths, path_counters=None):
         self.app = app
         self.limit = limit
         self.counter = counter
         self.paths = frozenset(paths)
+        self.path_counters = dict(path_counters or {})
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -340,9 +345,16 @@ class _InFlightLimit:
             )
             await response(scope, receive, send)
             return
+        path_counter = self.path_counters.get(scope["path"])
+        if path_counter is not None:
+            with path_counter.get_lock():
+                path_counter.value += 1
         try:
             await self.app(scope, receive, send)
         finally:
+            if path_counter is not None:
+                with path_counter.get_lock():
+                    path_counter.value -= 1
             with self.counter.get_lock():
                 self.counter.value -= 1
 
@@ -369,14 +381,17 @@ class _FirstRequest:
 
 
 class _IdleBatchedLoop(BatchedLoop):
-    """LitServe's batched loop, asleep while no request waits.
+    """LitServe's batched loop, asleep while no request waits, and not waiting for no one.
 
     LitServe's own loop asks its request queue (a ``multiprocessing.Manager`` proxy: a
     round trip to the Manager process each time) for a request every millisecond, idle or
     not. This one blocks until a first request arrives, waking each second to let LitServe
     check for shutdown, then fills the batch as LitServe does, for at most
-    ``batch_timeout`` seconds after that first request. LitServe's stop sentinel passes
-    through to its own collation, which ends the loop.
+    ``batch_timeout`` seconds after that first request. When the endpoint's count of
+    requests in flight (``lit_api.in_flight``, kept by the HTTP processes) says that this
+    request is the only one, no other can join its batch: it runs at once with whatever
+    else is already queued, instead of after ``batch_timeout``. LitServe's stop sentinel
+    passes through to its own collation, which ends the loop.
     """
 
     def get_batch_requests(self, lit_api, request_queue, transport):
@@ -384,7 +399,16 @@ class _IdleBatchedLoop(BatchedLoop):
             first = request_queue.get(timeout=1.0)
         except Empty:
             return [], []
-        return super().get_batch_requests(lit_api, _FirstRequest(request_queue, first), transport)
+        queue = _FirstRequest(request_queue, first)
+        in_flight = getattr(lit_api, "in_flight", None)
+        if in_flight is None or in_flight.value > 1 or lit_api.batch_timeout == 0:
+            return super().get_batch_requests(lit_api, queue, transport)
+        # LitServe's collation reads the timeout from the API: 0 takes what is queued now.
+        batch_timeout, lit_api.batch_timeout = lit_api.batch_timeout, 0
+        try:
+            return super().get_batch_requests(lit_api, queue, transport)
+        finally:
+            lit_api.batch_timeout = batch_timeout
 
 
 def _batched_loop(max_batch_size):
@@ -428,6 +452,10 @@ class EstimatorAPI(ls.LitAPI):
         The workers' level for the library's log (one line per batch at "debug").
     max_batch_size, batch_timeout
         LitServe's: requests per batch, and seconds a worker waits to fill one.
+    in_flight : multiprocessing.Value, default=None
+        The count of this endpoint's requests in flight, kept by the HTTP processes: a
+        worker does not wait ``batch_timeout`` for a batch when its request is the only
+        one. Created by the ``spawn`` context, as LitServe starts its workers.
     """
 
     def __init__(
@@ -443,6 +471,7 @@ class EstimatorAPI(ls.LitAPI):
         log_level="info",
         max_batch_size=DEFAULT_MAX_BATCH_SIZE,
         batch_timeout=DEFAULT_BATCH_TIMEOUT,
+        in_flight=None,
     ):
         super().__init__(
             max_batch_size=max_batch_size,
@@ -458,6 +487,7 @@ class EstimatorAPI(ls.LitAPI):
         self.max_text_chars = max_text_chars
         self.api_key = api_key
         self.log_level = log_level
+        self.in_flight = in_flight
         self.estimator = None
 
     # -- in the HTTP processes: a FastAPI dependency of this endpoint's route
@@ -668,6 +698,9 @@ def build_server(
             f"Cannot serve MODEL={str(model)!r}: its {description} has none of "
             f"{', '.join(METHODS.values())}."
         )
+    # Each endpoint's own count, read by its workers, which LitServe starts with "spawn":
+    # a Value from that context can travel to them.
+    path_counters = {f"/{method}": _SPAWN.Value("i", 0) for method in methods}
     apis = [
         EstimatorAPI(
             model,
@@ -680,12 +713,21 @@ def build_server(
             log_level=log_level,
             max_batch_size=max_batch_size,
             batch_timeout=batch_timeout,
+            in_flight=path_counters[f"/{method}"],
         )
         for method in methods
     ]
     in_flight = multiprocessing.Value("i", 0)
     middlewares = [
-        (_InFlightLimit, {"limit": max_queue, "counter": in_flight, "paths": list(METHODS)})
+        (
+            _InFlightLimit,
+            {
+                "limit": max_queue,
+                "counter": in_flight,
+                "paths": list(METHODS),
+                "path_counters": path_counters,
+            },
+        )
     ]
     if metrics:
         # Added after the queue limit, so outside it: its 503s are counted too.

@@ -45,6 +45,8 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(vectorizer, monkeypatc
     texts = generated_sentences(40, seed=2)
     expected = vectorizer.set_params(embedding_cache=None).fit(texts).transform(texts)
     calls = []
+    # Batches filled to batch_size, as on a GPU, not cut by padding: the sizes below follow.
+    monkeypatch.setattr(engine, "CPU_BATCH_COST", None)
     oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     error = (lambda: oom("injected")) if kind == "cuda" else real_cpu_allocation_failure
     monkeypatch.setattr(engine, "forward", _failing_above(5, error, calls))
@@ -70,6 +72,7 @@ def test_token_vectors_and_classifier_predictions_back_off_too(
     ).fit(texts, [i % 2 for i in range(len(texts))])
     expected_proba = classifier.predict_proba(texts)
     calls = []
+    monkeypatch.setattr(engine, "CPU_BATCH_COST", None)  # batches filled to batch_size
     monkeypatch.setattr(engine, "forward", _failing_above(5, real_cpu_allocation_failure, calls))
 
     records = vectorizer.transform_tokens(texts)

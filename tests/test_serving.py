@@ -674,3 +674,40 @@ def test_an_unknown_litserve_version_gets_litserve_s_own_loop_with_a_warning(mon
     with caplog.at_level("WARNING", logger="sklearn_albert"):
         assert serving._batched_loop(16) == "auto"
     assert "LitServe 9.0.0" in caplog.text
+
+
+def _one_batch(loop, api, requests):
+    """What the worker's loop takes as one batch from a queue holding ``requests``."""
+    import queue
+
+    waiting = queue.Queue()
+    for request in requests:
+        waiting.put(request)
+    taken = []
+    # A guard against a worker that waits out batch_timeout: the call takes milliseconds.
+    worker = threading.Thread(
+        target=lambda: taken.append(loop.get_batch_requests(api, waiting, None)), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=60)
+    assert taken, "the loop waited out batch_timeout"
+    return taken[0]
+
+
+def test_a_lone_request_does_not_wait_for_a_batch_that_cannot_fill():
+    from sklearn_albert import serving
+
+    in_flight = serving._SPAWN.Value("i", 1)
+    api = serving.EstimatorAPI("m.joblib", "predict", batch_timeout=3600, in_flight=in_flight)
+    api.request_timeout = 7200  # what LitServer sets on each API
+    loop = serving._batched_loop(api.max_batch_size)
+    now = time.monotonic()
+    batch, timed_out = _one_batch(loop, api, [(0, "a", now, ["x"]), (0, "b", now, ["y"])])
+    # The only request in flight (the count lags: a queued one joins too), taken at once.
+    assert batch == [(0, "a", ["x"]), (0, "b", ["y"])] and timed_out == []
+    assert api.batch_timeout == 3600
+
+    in_flight.value = 3  # a third request is on its way: the batch waits for it
+    api.batch_timeout = 0.05
+    batch, _ = _one_batch(loop, api, [(0, "c", time.monotonic(), ["z"])])
+    assert batch == [(0, "c", ["z"])] and api.batch_timeout == 0.05
