@@ -424,10 +424,12 @@ class EncoderPersistence:
     def load(cls, path, *, device=None, token_env=AS_SAVED, embedding_cache=AS_SAVED):
         """Load an estimator written by :meth:`save`, without executing stored code.
 
-        Every file is checked against the SHA-256 recorded at save time (which catches
-        accidental change, not a forger who rewrites the hashes too), only regular data
-        files with the names ``save_pretrained`` writes are read (no links, no FIFOs), and
-        only the fitted attributes the class defines are set.
+        ``estimator.json`` is checked first against the SHA-256 of its own fields that it
+        records (folders saved before format 3 have none and load unchecked), then every
+        file against the SHA-256 recorded at save time (which catches accidental change,
+        not a forger who rewrites the hashes too). Only regular data files with the names
+        ``save_pretrained`` writes are read (no links, no FIFOs), and only the fitted
+        attributes the class defines are set.
 
         Parameters
         ----------
