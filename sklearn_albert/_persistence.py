@@ -9,7 +9,8 @@ missing. Each estimator supplies four small hooks (see the class).
 A pickle (or joblib) file runs code when it is loaded, so it is only safe from a trusted
 source. ``save`` writes a folder that loads without executing anything::
 
-    estimator.json      class, versions, parameters, fitted attributes, file hashes
+    estimator.json      class, versions, parameters, fitted attributes, file hashes, and
+                        the SHA-256 of all of that (``document_sha256``)
     model/              the checkpoint: model.safetensors, config.json, tokenizer files
     head.safetensors    weights the estimator adds on top of the checkpoint (a fine-tuned
                         AlbertClassifier's classification head); absent for a vectorizer
@@ -19,9 +20,13 @@ that ``get_params()`` round-trips exactly; arrays of labels (``classes_``) and l
 records (``history_``) round-trip too. ``load`` refuses any model file whose name is not
 a checkpoint file name ``save_pretrained`` writes (``_model_files.py``), any link, FIFO or
 other non-regular file, any file whose SHA-256 differs from the one recorded at save time,
-and any fitted attribute the class does not define. The hashes catch accidental change
-(a truncated copy, a flipped bit), not a forger: whoever can write the folder can change
-a file and its recorded hash together (docs/security.rst).
+and any fitted attribute the class does not define. ``estimator.json`` checks itself
+first: its ``document_sha256`` is the SHA-256 of the canonical JSON of every other field
+(:func:`estimator_file_checksum`), so a flipped digit in a setting (the layer pooled,
+``max_length``) is refused instead of changing the embeddings. Folders of format 2 and
+earlier have no such field and load as before. The hashes catch accidental change (a
+truncated copy, a flipped bit), not a forger: whoever can write the folder can change a
+file and its recorded hashes together (docs/security.rst).
 
 This module also names the types a skops file of this project holds
 (:func:`skops_trusted_types`), for ``skops.io.load(file, trusted=...)``.
@@ -51,8 +56,15 @@ from ._settings import EncodeSettings
 logger = logging.getLogger("sklearn_albert")
 
 FORMAT_NAME = "sklearn_albert.estimator"
-FORMAT_VERSION = 2
+#: 3: ``estimator.json`` records ``document_sha256``, which format 3 requires (2 and
+#: earlier have none). A reader of format 2 refuses a format 3 folder (it could not check
+#: it) and says to upgrade.
+FORMAT_VERSION = 3
+#: The first format whose ``estimator.json`` must hold :data:`CHECKSUM_FIELD`.
+CHECKSUMMED_FORMAT_VERSION = 3
 ESTIMATOR_FILE = "estimator.json"
+#: The field of ``estimator.json`` holding the SHA-256 of every other field.
+CHECKSUM_FIELD = "document_sha256"
 MODEL_FOLDER = "model"
 #: Suffixes of checkpoint files that are pure data; anything else is refused on load.
 DATA_SUFFIXES = (".json", ".safetensors", ".model", ".txt")
@@ -152,6 +164,7 @@ def save_estimator(estimator, path, *, include_model=True):
                 _check_extra_file_name(name)
                 (extra_folder / name).write_bytes(content)
             document["extra_files"] = _hash_files(extra_folder)
+        document[CHECKSUM_FIELD] = estimator_file_checksum(document)
         (staging / ESTIMATOR_FILE).write_text(
             json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n",
             encoding="utf-8",
@@ -162,6 +175,31 @@ def save_estimator(estimator, path, *, include_model=True):
         raise
     logger.info("Saved %s to %s", type(estimator).__name__, path)
     return path
+
+
+def estimator_file_checksum(document):
+    """The SHA-256 that ``estimator.json`` records of itself, as a hex string.
+
+    It hashes the canonical JSON of every field but :data:`CHECKSUM_FIELD`: keys sorted,
+    no whitespace (``separators=(",", ":")``), non-ASCII characters escaped, UTF-8. The
+    document is parsed before hashing, so the file's own layout (indentation, key order)
+    does not matter; any change of a value, key or type does.
+
+    Parameters
+    ----------
+    document : dict
+        The parsed ``estimator.json``, with or without :data:`CHECKSUM_FIELD`.
+
+    Returns
+    -------
+    checksum : str
+        64 hexadecimal digits.
+    """
+    content = {name: value for name, value in document.items() if name != CHECKSUM_FIELD}
+    canonical = json.dumps(
+        content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def read_saved(cls, path):
@@ -386,10 +424,12 @@ class EncoderPersistence:
     def load(cls, path, *, device=None, token_env=AS_SAVED, embedding_cache=AS_SAVED):
         """Load an estimator written by :meth:`save`, without executing stored code.
 
-        Every file is checked against the SHA-256 recorded at save time (which catches
-        accidental change, not a forger who rewrites the hashes too), only regular data
-        files with the names ``save_pretrained`` writes are read (no links, no FIFOs), and
-        only the fitted attributes the class defines are set.
+        ``estimator.json`` is checked first against the SHA-256 of its own fields that it
+        records (folders saved before format 3 have none and load unchecked), then every
+        file against the SHA-256 recorded at save time (which catches accidental change,
+        not a forger who rewrites the hashes too). Only regular data files with the names
+        ``save_pretrained`` writes are read (no links, no FIFOs), and only the fitted
+        attributes the class defines are set.
 
         Parameters
         ----------
@@ -691,18 +731,36 @@ def _read_document(path, cls):
         document = json.loads(_read_regular(file).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(
-            f"Cannot load path={str(path)!r}: {file.name} is not valid JSON ({error})."
+            f"Cannot load path={str(path)!r}: {file.name} is not valid JSON ({error}): it "
+            "is damaged, cut short or was edited. Save the fitted estimator again."
         ) from None
+    if isinstance(document, dict) and CHECKSUM_FIELD in document:
+        # First, before any field is believed: a flipped bit anywhere, the format
+        # version included, is reported as damage, not as what the flip made it say.
+        _check_document_checksum(path, document)
     if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
         raise ValueError(
             f"Cannot load path={str(path)!r}: {file.name} is not a sklearn_albert estimator file."
         )
-    if document.get("format_version", 0) > FORMAT_VERSION:
+    version = document.get("format_version", 0)
+    if not isinstance(version, Integral) or isinstance(version, bool):
+        raise ValueError(
+            f"Cannot load path={str(path)!r}: {file.name} has format_version={version!r}, "
+            "not an integer: it is damaged or was edited. Save the fitted estimator again."
+        )
+    if version > FORMAT_VERSION:
         raise ValueError(
             f"Cannot load path={str(path)!r}: it uses format version "
             f"{document['format_version']}, newer than this sklearn_albert understands "
             f"({FORMAT_VERSION}). Upgrade sklearn_albert (saved with "
             f"{document.get('versions', {}).get('sklearn_albert', '?')})."
+        )
+    if version >= CHECKSUMMED_FORMAT_VERSION and CHECKSUM_FIELD not in document:
+        # Format 3 always writes it: a flipped bit in the field's name lands here.
+        raise ValueError(
+            f"Refusing to load path={str(path)!r}: its {file.name} is damaged or was edited: "
+            f"format version {version} records its own SHA-256 in {CHECKSUM_FIELD!r}, and "
+            "that field is missing. Save the fitted estimator again."
         )
     if document.get("class") != _qualified_name(cls):
         raise TypeError(
@@ -710,6 +768,22 @@ def _read_document(path, cls):
             f"{document.get('class')!r}."
         )
     return document
+
+
+def _check_document_checksum(path, document):
+    """Refuse ``estimator.json`` unless its recorded SHA-256 is that of its other fields."""
+    recorded = document[CHECKSUM_FIELD]
+    try:
+        actual = estimator_file_checksum(document)
+    except ValueError:  # a float the flip made infinite or NaN has no canonical JSON
+        actual = None
+    if recorded != actual:
+        raise ValueError(
+            f"Refusing to load path={str(path)!r}: its {ESTIMATOR_FILE} is damaged or was "
+            f"edited: its fields no longer match the SHA-256 recorded in {CHECKSUM_FIELD!r} "
+            "at save time. Save the fitted estimator again (estimator.save(path)); to change "
+            "a saved estimator, load it, set_params and save it, rather than editing the file."
+        )
 
 
 def _refuse_code_files(folder, files, *, when):

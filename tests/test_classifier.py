@@ -424,6 +424,19 @@ def test_load_refuses_a_changed_head_file(fitted, tmp_path):
         AlbertClassifier.load(folder)
 
 
+def test_load_refuses_a_flipped_bit_in_a_label_of_estimator_json(fitted, tmp_path):
+    """Without estimator.json's own checksum this loaded, with the label 'pow' for 'pos'."""
+    folder = fitted.save(tmp_path / "clf")
+    document = folder / "estimator.json"
+    content = bytearray(document.read_bytes())
+    classes = content.index(b'"classes_"')
+    content[content.index(b'"pos"', classes) + 3] ^= 0x04  # "pos" -> "pow"
+    document.write_bytes(bytes(content))
+
+    with pytest.raises(ValueError, match=r"estimator\.json is damaged or was edited"):
+        AlbertClassifier.load(folder)
+
+
 def test_a_vectorizer_folder_does_not_load_as_a_classifier(fitted, tmp_path):
     folder = fitted.to_vectorizer().save(tmp_path / "vect")
     with pytest.raises(

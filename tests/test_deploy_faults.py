@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _estimator_file import edit_estimator_file, make_legacy
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="symlinks and rlimits")
 
@@ -431,10 +432,8 @@ def _folder_weights_linked(model, saved):
 
 
 def _folder_of_another_class(model, saved, name="sklearn_albert._classifier.AlbertClassifier"):
-    document = model / "estimator.json"
-    content = json.loads(document.read_text(encoding="utf-8"))
-    content["class"] = name
-    document.write_text(json.dumps(content), encoding="utf-8")
+    # Crafted, with estimator.json's own checksum rewritten: the class checks must refuse.
+    edit_estimator_file(model, lambda document: document.update({"class": name}))
 
 
 def _folder_naming_os_system(model, saved):
@@ -443,6 +442,114 @@ def _folder_naming_os_system(model, saved):
 
 def _folder_file_cut(model, saved):
     _truncate(model / "estimator.json")
+
+
+def _flip_in_estimator_file(model, field, value, *, after=None, mask=0x01):
+    """Flip one bit of ``value`` (bytes), the first one after ``"field":`` (and ``after``)."""
+    document = model / "estimator.json"
+    text = document.read_bytes()
+    start = text.index(after) if after is not None else 0
+    key = text.index(b'"' + field + b'":', start)
+    offset = text.index(value, key)
+    assert b"," not in text[key:offset], text[key : offset + len(value)]
+    _flip(document, offset + len(value) - 1, mask)
+
+
+def _folder_layer_flipped(model, saved):
+    # The fitted layer, 3 -> 2: valid JSON, other embeddings.
+    _flip_in_estimator_file(model, b"layers", b"3", after=b'"settings_"')
+
+
+def _folder_max_length_flipped(model, saved):
+    # The fitted token limit, 64 -> 24.
+    _flip_in_estimator_file(model, b"max_length", b"6", after=b'"settings_"', mask=0x04)
+
+
+def _folder_bool_flipped(model, saved):
+    # false -> falsd: no bit flip turns one JSON literal into another.
+    _flip_in_estimator_file(model, b"normalize", b"false", after=b'"settings_"')
+
+
+def _folder_string_flipped(model, saved):
+    # The fitted pooling, "mean" -> "meao".
+    _flip_in_estimator_file(model, b"pooling", b'"mean', after=b'"settings_"')
+
+
+def _folder_version_flipped(model, saved):
+    # format_version 3 -> 2: the folder must not pass for one without a checksum.
+    _flip_in_estimator_file(model, b"format_version", b"3")
+
+
+def _folder_checksum_flipped(model, saved):
+    # The second hex digit of the recorded checksum itself.
+    document = model / "estimator.json"
+    _flip(document, _offset_of(document, b'"document_sha256": "') + 21)
+
+
+def _folder_checksum_name_flipped(model, saved):
+    # document_sha256 -> document_sha257: the field seems absent.
+    document = model / "estimator.json"
+    _flip(document, _offset_of(document, b'"document_sha256"') + 15)
+
+
+def _folder_checksum_name_and_layer_flipped(model, saved):
+    # Once the field's name is gone, a second flip must still not load.
+    _folder_checksum_name_flipped(model, saved)
+    _folder_layer_flipped(model, saved)
+
+
+DAMAGED = r"estimator\.json is damaged or was edited"
+#: One or two flipped bits in a saved folder's estimator.json, and what the load says.
+FOLDER_FILE_FLIPS = {
+    "pooled-layer": (_folder_layer_flipped, DAMAGED + r".*match the SHA-256"),
+    "max-length": (_folder_max_length_flipped, DAMAGED + r".*match the SHA-256"),
+    "bool": (_folder_bool_flipped, r"estimator\.json is not valid JSON.*damaged"),
+    "string": (_folder_string_flipped, DAMAGED + r".*match the SHA-256"),
+    "format-version": (_folder_version_flipped, DAMAGED + r".*match the SHA-256"),
+    "checksum": (_folder_checksum_flipped, DAMAGED + r".*match the SHA-256"),
+    "checksum-name": (_folder_checksum_name_flipped, DAMAGED + r".*field is missing"),
+    "checksum-name-and-layer": (
+        _folder_checksum_name_and_layer_flipped,
+        DAMAGED + r".*field is missing",
+    ),
+}
+
+
+@pytest.mark.parametrize("flip", list(FOLDER_FILE_FLIPS))
+def test_a_bit_flip_in_a_saved_folders_estimator_file_is_refused(saved, tmp_path, flip):
+    from sklearn_albert import AlbertVectorizer
+
+    mutate, message = FOLDER_FILE_FLIPS[flip]
+    folder = _copy(saved, "folder", tmp_path)
+    mutate(folder, saved)
+
+    with pytest.raises(ValueError, match=message) as refused:
+        AlbertVectorizer.load(folder)
+
+    assert str(folder) in str(refused.value)
+    assert "Save the fitted estimator again" in str(refused.value)
+
+
+def test_an_untouched_folder_loads_with_the_same_outputs(saved, tmp_path):
+    from sklearn_albert import AlbertVectorizer
+
+    folder = _copy(saved, "folder", tmp_path)
+    loaded = AlbertVectorizer.load(folder)
+
+    np.testing.assert_array_equal(loaded.transform(TEXTS), saved["expected"]["transform"])
+
+
+def test_a_folder_saved_before_the_checksum_loads_with_the_same_outputs(saved, tmp_path):
+    """Format 2 (and earlier) wrote no checksum: such folders load as they did."""
+    from sklearn_albert import AlbertVectorizer
+
+    folder = _copy(saved, "folder", tmp_path)
+    make_legacy(folder)
+    assert b"document_sha256" not in (folder / "estimator.json").read_bytes()
+
+    loaded = AlbertVectorizer.load(folder)
+
+    np.testing.assert_array_equal(loaded.transform(TEXTS), saved["expected"]["transform"])
 
 
 SERVE_DAMAGE = {
@@ -472,6 +579,11 @@ SERVE_DAMAGE = {
     ),
     "folder-naming-os-system": ("folder", _folder_naming_os_system, r"names class 'os\.system'"),
     "folder-file-truncated": ("folder", _folder_file_cut, r"estimator\.json"),
+    "folder-file-layer-bit-flipped": (
+        "folder",
+        _folder_layer_flipped,
+        r"estimator\.json is damaged or was edited",
+    ),
 }
 
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from _estimator_file import edit_estimator_file
 
 from sklearn_albert import AlbertVectorizer
 from sklearn_albert._loading import fingerprint, legacy_fingerprint, load_model
@@ -216,11 +217,13 @@ def _fingerprint_of_0a2a18e(model, tokenizer):
 
 
 def _record_fingerprint(folder, value):
-    """Rewrite the fingerprint a saved folder records (as an older version wrote it)."""
-    document_file = folder / "estimator.json"
-    document = json.loads(document_file.read_text(encoding="utf-8"))
-    document["fitted"]["settings_"]["__settings__"]["__dict__"]["model_fingerprint"] = value
-    document_file.write_text(json.dumps(document, indent=2, sort_keys=True), encoding="utf-8")
+    """Rewrite the fingerprint a saved folder records (as an older version wrote it), and
+    the file's own checksum with it."""
+
+    def change(document):
+        document["fitted"]["settings_"]["__settings__"]["__dict__"]["model_fingerprint"] = value
+
+    edit_estimator_file(folder, change)
 
 
 def test_a_folder_saved_with_the_old_fingerprint_loads_and_is_rekeyed(vectorizer, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+from _estimator_file import edit_estimator_file
 from conftest import best_candidate, pretend_fitted_on, texts_labelled_by_their_last_word
 from sklearn.base import clone
 
@@ -127,12 +128,14 @@ def test_load_refuses_files_that_could_execute_code(fitted, tmp_path, name):
     with pytest.raises(ValueError, match="save\\(\\) did not write"):
         AlbertVectorizer.load(folder)
 
-    # Even when listed in estimator.json with the right hash, code files are refused.
-    document = json.loads((folder / "estimator.json").read_text())
+    # Even when listed in estimator.json with the right hash (and the file's own checksum
+    # rewritten to match), code files are refused.
     import hashlib
 
-    document["files"][name] = hashlib.sha256(b"import os").hexdigest()
-    (folder / "estimator.json").write_text(json.dumps(document))
+    edit_estimator_file(
+        folder,
+        lambda document: document["files"].update({name: hashlib.sha256(b"import os").hexdigest()}),
+    )
     with pytest.raises(ValueError, match="not data files"):
         AlbertVectorizer.load(folder)
 
@@ -144,9 +147,10 @@ def test_load_names_what_is_wrong_with_the_folder(tmp_path):
     with pytest.raises(ValueError, match="not a sklearn_albert estimator file"):
         AlbertVectorizer.load(tmp_path)
     AlbertVectorizer().save(tmp_path / "v")
-    document = json.loads((tmp_path / "v" / "estimator.json").read_text())
-    document["class"] = "sklearn_albert.OtherEstimator"
-    (tmp_path / "v" / "estimator.json").write_text(json.dumps(document))
+    edit_estimator_file(
+        tmp_path / "v",
+        lambda document: document.update({"class": "sklearn_albert.OtherEstimator"}),
+    )
     with pytest.raises(TypeError, match="holds a 'sklearn_albert.OtherEstimator'"):
         AlbertVectorizer.load(tmp_path / "v")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _estimator_file import edit_estimator_file
 
 from sklearn_albert import AlbertVectorizer, skops_trusted_types
 
@@ -201,10 +202,8 @@ def test_a_dumped_int8_vectorizer_round_trips_through_skops(tiny_albert_path, tm
 
 
 def edit_document(folder, change):
-    file = folder / "estimator.json"
-    document = json.loads(file.read_text())
-    change(document)
-    file.write_text(json.dumps(document))
+    """Edit ``estimator.json`` and rewrite its checksum, as an attacker who can write it can."""
+    edit_estimator_file(folder, change)
 
 
 @pytest.mark.parametrize("kind", ["absolute", "parent"])
@@ -258,8 +257,9 @@ def test_a_fifo_in_a_saved_folder_is_refused_without_blocking(
 def test_a_consistent_forgery_of_weights_and_hashes_is_accepted(tiny_albert_path, tmp_path):
     """Documented limit (docs/security.rst): the SHA-256 catches accidents, not a forger.
 
-    Changing the weights alone is refused; changing them together with the recorded hash
-    and fingerprint, as anyone who can write the folder can, loads and changes the output.
+    Changing the weights alone is refused; changing them together with the recorded hash,
+    the fingerprint and estimator.json's own checksum, as anyone who can write the folder
+    can, loads and changes the output.
     """
     import shutil
 
