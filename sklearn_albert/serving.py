@@ -367,17 +367,45 @@ _IDLE_LOOP_VERSIONS = ("0.2.",)
 
 
 class _FirstRequest:
-    """A request queue that hands out one request already taken from it, then the rest."""
+    """A request queue that hands out one request already taken from it, then the rest.
 
-    def __init__(self, queue, first):
+    With ``lit_api.in_flight`` (the endpoint's requests in flight, counted by the HTTP
+    processes), it also ends the batch once every request in flight has joined it: what
+    is queued still joins, and when the queue is empty it lowers
+    ``lit_api.max_batch_size`` to the batch's size, which ends LitServe's collation at its
+    next check (the caller restores it). Waiting longer could add no request, only delay
+    the ones taken.
+    """
+
+    def __init__(self, queue, first, lit_api=None):
         self._queue = queue
         self._first = [first]
+        self._lit_api = lit_api
+        self.taken = 0
 
     def get(self, block=True, timeout=None):
-        return self._first.pop() if self._first else self._queue.get(block, timeout)
+        if self._first:
+            return self._take(self._first.pop())
+        if self._everyone_in():
+            try:
+                return self._take(self._queue.get_nowait())
+            except Empty:
+                self._lit_api.max_batch_size = self.taken
+                raise
+        return self._take(self._queue.get(block, timeout))
 
     def get_nowait(self):
-        return self._first.pop() if self._first else self._queue.get_nowait()
+        if self._first:
+            return self._take(self._first.pop())
+        return self._take(self._queue.get_nowait())
+
+    def _take(self, request):
+        self.taken += 1
+        return request
+
+    def _everyone_in(self):
+        in_flight = getattr(self._lit_api, "in_flight", None)
+        return in_flight is not None and self.taken >= in_flight.value
 
 
 class _IdleBatchedLoop(BatchedLoop):
@@ -387,10 +415,11 @@ class _IdleBatchedLoop(BatchedLoop):
     round trip to the Manager process each time) for a request every millisecond, idle or
     not. This one blocks until a first request arrives, waking each second to let LitServe
     check for shutdown, then fills the batch as LitServe does, for at most
-    ``batch_timeout`` seconds after that first request. When the endpoint's count of
-    requests in flight (``lit_api.in_flight``, kept by the HTTP processes) says that this
-    request is the only one, no other can join its batch: it runs at once with whatever
-    else is already queued, instead of after ``batch_timeout``. LitServe's stop sentinel
+    ``batch_timeout`` seconds after that first request. The endpoint's count of requests
+    in flight (``lit_api.in_flight``, kept by the HTTP processes) ends the wait early:
+    once every request in flight is in the batch, no other can join it, so it runs at
+    once (a lone client never waits for ``batch_timeout``, and eight clients wait only for
+    each other). LitServe's stop sentinel
     passes through to its own collation, which ends the loop.
     """
 
@@ -399,16 +428,16 @@ class _IdleBatchedLoop(BatchedLoop):
             first = request_queue.get(timeout=1.0)
         except Empty:
             return [], []
-        queue = _FirstRequest(request_queue, first)
+        queue = _FirstRequest(request_queue, first, lit_api)
         in_flight = getattr(lit_api, "in_flight", None)
-        if in_flight is None or in_flight.value > 1 or lit_api.batch_timeout == 0:
-            return super().get_batch_requests(lit_api, queue, transport)
-        # LitServe's collation reads the timeout from the API: 0 takes what is queued now.
-        batch_timeout, lit_api.batch_timeout = lit_api.batch_timeout, 0
+        # LitServe's collation reads both limits from the API at every step.
+        batch_timeout, max_batch_size = lit_api.batch_timeout, lit_api.max_batch_size
+        if in_flight is not None and in_flight.value <= 1:
+            lit_api.batch_timeout = 0  # 0 takes what is queued now
         try:
             return super().get_batch_requests(lit_api, queue, transport)
         finally:
-            lit_api.batch_timeout = batch_timeout
+            lit_api.batch_timeout, lit_api.max_batch_size = batch_timeout, max_batch_size
 
 
 def _batched_loop(max_batch_size):

@@ -711,3 +711,25 @@ def test_a_lone_request_does_not_wait_for_a_batch_that_cannot_fill():
     api.batch_timeout = 0.05
     batch, _ = _one_batch(loop, api, [(0, "c", time.monotonic(), ["z"])])
     assert batch == [(0, "c", ["z"])] and api.batch_timeout == 0.05
+
+
+def test_a_batch_runs_once_every_request_in_flight_has_joined():
+    from sklearn_albert import serving
+
+    in_flight = serving._SPAWN.Value("i", 3)
+    api = serving.EstimatorAPI("m.joblib", "predict", batch_timeout=3600, in_flight=in_flight)
+    api.request_timeout = 7200
+    loop = serving._batched_loop(api.max_batch_size)
+    now = time.monotonic()
+    requests = [(0, uid, now, [uid]) for uid in "abc"]
+    # Three in flight, three queued: the batch runs without waiting out the hour.
+    batch, timed_out = _one_batch(loop, api, requests)
+    assert batch == [(0, uid, [uid]) for uid in "abc"] and timed_out == []
+    assert (api.batch_timeout, api.max_batch_size) == (3600, serving.DEFAULT_MAX_BATCH_SIZE)
+
+    # Fewer queued than in flight: the batch waits for the others until batch_timeout.
+    api.batch_timeout = 0.05
+    started = time.monotonic()
+    batch, _ = _one_batch(loop, api, requests[:2])
+    assert batch == [(0, uid, [uid]) for uid in "ab"]
+    assert time.monotonic() - started >= 0.05
