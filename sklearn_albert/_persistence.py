@@ -155,7 +155,10 @@ def save_estimator(estimator, path, *, include_model=True):
                 },
                 extra_file,
             )
-            document["extra_weights"] = {"file": EXTRA_WEIGHTS_FILE, "sha256": _sha256(extra_file)}
+            document["extra_weights"] = {
+                "file": EXTRA_WEIGHTS_FILE,
+                "sha256": file_sha256(extra_file),
+            }
         extra_files = estimator._extra_files() if fitted else {}
         if extra_files:
             extra_folder = staging / EXTRA_FILES_FOLDER
@@ -631,11 +634,12 @@ def _fitted_attributes(estimator):
 
 
 def _hash_files(folder):
-    return {file.name: _sha256(file) for file in sorted(folder.iterdir()) if file.is_file()}
+    return {file.name: file_sha256(file) for file in sorted(folder.iterdir()) if file.is_file()}
 
 
-def _sha256(path):
-    """SHA-256 of a regular file, read in blocks: weights may be larger than free memory."""
+def file_sha256(path):
+    """SHA-256 of a regular file (no link followed), read in blocks: weights may be larger
+    than free memory."""
     digest = hashlib.sha256()
     with open_regular_file(path) as file:
         for block in iter(lambda: file.read(1 << 20), b""):
@@ -810,7 +814,7 @@ def _check_files(folder, files):
         file = folder / name
         if not os.path.lexists(file):
             raise FileNotFoundError(f"Cannot load {str(folder)!r}: {name} is missing.")
-        if _sha256(file) != expected:
+        if file_sha256(file) != expected:
             raise ValueError(
                 f"Refusing to load {str(folder)!r}: {name} changed since it was saved "
                 "(its SHA-256 differs from the one in estimator.json)."

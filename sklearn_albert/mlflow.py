@@ -379,7 +379,7 @@ def _write_estimator(model, folder):
 
     Returns the encoders' descriptions and the pickle's SHA-256, for MLmodel.
     """
-    from ._persistence import EncoderPersistence
+    from ._persistence import EncoderPersistence, file_sha256
 
     encoders = []
 
@@ -401,7 +401,7 @@ def _write_estimator(model, folder):
                     "class": type(obj).__name__,
                     "device": str(obj.device),
                     "dtype": str(obj.dtype_),
-                    "sha256": _sha256(folder / relative / ESTIMATOR_FILE),
+                    "sha256": file_sha256(folder / relative / ESTIMATOR_FILE),
                 }
             )
             return (_ENCODER_REFERENCE, index)
@@ -412,7 +412,7 @@ def _write_estimator(model, folder):
     descriptions = [
         {key: value for key, value in each.items() if key != "object"} for each in encoders
     ]
-    return descriptions, _sha256(folder / PICKLE_FILE)
+    return descriptions, file_sha256(folder / PICKLE_FILE)
 
 
 def _read_estimator(folder, configuration):
@@ -472,13 +472,6 @@ def _load_encoder(folder, description, index):
         )
     device = device_to_load_with(description["device"], description["dtype"])
     return cls.load(encoder_folder, device=device)
-
-
-def _sha256(path):
-    from ._model_files import open_regular_file
-
-    with open_regular_file(path) as file:
-        return hashlib.sha256(file.read()).hexdigest()
 
 
 def _read_checked(path, expected):
