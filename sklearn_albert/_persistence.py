@@ -724,12 +724,38 @@ def _read_regular(file):
         return opened.read()
 
 
+def saved_class_name(path):
+    """The qualified class name a folder written by :func:`save_estimator` records.
+
+    Read as loading reads it: the file is never reached through a link, and its own
+    checksum is verified before the name is believed.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder has no ``estimator.json``.
+    ValueError
+        If the file is damaged, edited, not an estimator file, or of a newer format.
+    """
+    return _read_checked_document(Path(path), "save()")["class"]
+
+
 def _read_document(path, cls):
+    document = _read_checked_document(path, f"{cls.__name__}.save()")
+    if document.get("class") != _qualified_name(cls):
+        raise TypeError(
+            f"Cannot load path={str(path)!r} as {cls.__name__}: it holds a "
+            f"{document.get('class')!r}."
+        )
+    return document
+
+
+def _read_checked_document(path, writer):
     file = path / ESTIMATOR_FILE
     if not os.path.lexists(file):
         raise FileNotFoundError(
             f"Cannot load path={str(path)!r}: it has no {ESTIMATOR_FILE}. Give a folder "
-            f"written by {cls.__name__}.save(); pickles load with joblib.load instead."
+            f"written by {writer}; pickles load with joblib.load instead."
         )
     try:
         document = json.loads(_read_regular(file).decode("utf-8"))
@@ -766,10 +792,10 @@ def _read_document(path, cls):
             f"format version {version} records its own SHA-256 in {CHECKSUM_FIELD!r}, and "
             "that field is missing. Save the fitted estimator again."
         )
-    if document.get("class") != _qualified_name(cls):
-        raise TypeError(
-            f"Cannot load path={str(path)!r} as {cls.__name__}: it holds a "
-            f"{document.get('class')!r}."
+    if not isinstance(document.get("class"), str):
+        raise ValueError(
+            f"Cannot load path={str(path)!r}: {file.name} names no estimator class: it is "
+            "damaged or was edited. Save the fitted estimator again."
         )
     return document
 

@@ -23,7 +23,6 @@ Importing this module imports litserve; ``import sklearn_albert`` does not.
 """
 
 import hmac
-import json
 import logging
 import multiprocessing
 import os
@@ -127,16 +126,19 @@ def load_estimator(path, *, trusted=(), device="auto"):
 def _saved_class(path):
     """The class a folder written by ``save`` holds, from its ``estimator.json``."""
     import sklearn_albert
+    from sklearn_albert._persistence import saved_class_name
 
     try:
-        document = json.loads((path / "estimator.json").read_text(encoding="utf-8"))
-        name = document["class"]
-    except (OSError, ValueError, KeyError, TypeError):
+        # Read as load() reads it: no link followed, its own checksum verified first.
+        name = saved_class_name(path)
+    except FileNotFoundError:
         raise ValueError(
             f"Cannot serve MODEL={str(path)!r}: a folder must be one written by "
-            "AlbertVectorizer.save() or AlbertClassifier.save() (it has no readable "
+            "AlbertVectorizer.save() or AlbertClassifier.save() (it has no "
             "estimator.json). Give a joblib or .skops file for a pipeline."
         ) from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot serve MODEL={str(path)!r}: {error}") from None
     module, _, class_name = name.rpartition(".")
     cls = getattr(sklearn_albert, class_name, None)
     if not module.startswith("sklearn_albert") or not hasattr(cls, "load"):

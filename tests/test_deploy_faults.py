@@ -440,6 +440,19 @@ def _folder_naming_os_system(model, saved):
     _folder_of_another_class(model, saved, name="os.system")
 
 
+def _folder_class_flipped(model, saved):
+    # "...AlbertVectorizer" -> "...AlbertVectorizes": the damage, not the name, is reported.
+    _flip_in_estimator_file(model, b"class", b"AlbertVectorizer")
+
+
+def _folder_estimator_file_linked(model, saved):
+    document = model / "estimator.json"
+    same_bytes = model.parent / "elsewhere.json"
+    shutil.copyfile(document, same_bytes)
+    document.unlink()
+    document.symlink_to(same_bytes)
+
+
 def _folder_file_cut(model, saved):
     _truncate(model / "estimator.json")
 
@@ -578,6 +591,16 @@ SERVE_DAMAGE = {
         r"estimator\.json sets .*not fitted attributes of Alb",
     ),
     "folder-naming-os-system": ("folder", _folder_naming_os_system, r"names class 'os\.system'"),
+    "folder-class-bit-flipped": (
+        "folder",
+        _folder_class_flipped,
+        r"estimator\.json is damaged or was edited.*SHA-256",
+    ),
+    "folder-estimator-file-symlink": (
+        "folder",
+        _folder_estimator_file_linked,
+        r"estimator\.json'.*symbolic link",
+    ),
     "folder-file-truncated": ("folder", _folder_file_cut, r"estimator\.json"),
     "folder-file-layer-bit-flipped": (
         "folder",
