@@ -576,8 +576,19 @@ def _format_report(report):
         f"dimensions   hidden size {report['hidden_size']}, {report['hidden_states']} hidden "
         f"states (embeddings + {report['hidden_states'] - 1} layers), max length "
         f"{report['max_length']} tokens, pooler {'yes' if report['has_pooler'] else 'no'}",
-        f"features     {report['n_features_out']} (pooling={report['pooling']})",
-        f"fingerprint  {report['fingerprint']}",
+        f"features     {report['n_features_out']} (pooling={report['pooling']}"
+        + "".join(
+            f", {name}={report[name]!r}"
+            for name, default in (
+                ("prompt", None),
+                ("truncate_dim", None),
+                ("output_dtype", "float32"),
+            )
+            if report.get(name, default) != default
+        )
+        + ")",
+        f"fingerprint  {report['fingerprint']}"
+        + (" (weights adapted by fit)" if report.get("adapted") else ""),
     ]
     speed = report.get("speed")
     if speed:

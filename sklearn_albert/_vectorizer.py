@@ -593,8 +593,11 @@ class AlbertVectorizer(
         report : dict
             ``model``, ``architecture``, ``model_type``, ``tokenizer``, ``parameters``,
             ``device``, ``dtype``, ``hidden_states``, ``hidden_size``, ``max_length``,
-            ``has_pooler``, ``pooling``, ``n_features_out`` and ``fingerprint`` (of the
-            checkpoint loaded now; ``model_fingerprint_`` is the one fitted with).
+            ``has_pooler``, ``pooling``, ``n_features_out``, ``fingerprint`` (of the
+            checkpoint loaded now; ``model_fingerprint_`` is the one fitted with), and
+            what changes the features beyond the checkpoint: ``prompt``,
+            ``truncate_dim``, ``output_dtype`` and ``adapted`` (True when ``fit`` tuned
+            the weights, ``fine_tune``).
         """
         check_is_fitted(self)
         loaded = self._ensure_loaded()
@@ -613,6 +616,10 @@ class AlbertVectorizer(
             "pooling": self.settings_.pooling,
             "n_features_out": self.n_features_out_,
             "fingerprint": loaded.fingerprint,
+            "prompt": self.prompt,
+            "truncate_dim": self.truncate_dim,
+            "output_dtype": self.output_dtype,
+            "adapted": self._is_adapted(),
         }
 
     def get_feature_names_out(self, input_features=None):

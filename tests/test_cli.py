@@ -465,3 +465,21 @@ def test_embed_prints_nothing_on_stdout(text_file, tmp_path, model_options, capf
     assert captured.out == ""
     assert "Wrote " in captured.err  # the summary line is a message, on stderr
     assert np.load(output).shape == (len(TEXTS), 32)
+
+
+def test_info_reports_what_changes_the_features_beyond_the_checkpoint(tiny_albert_path):
+    from sklearn_albert import AlbertVectorizer
+
+    plain = AlbertVectorizer(tiny_albert_path, embedding_cache=None).fit([])
+    shaped = AlbertVectorizer(
+        tiny_albert_path, prompt="query: ", truncate_dim=16, embedding_cache=None
+    ).fit([])
+
+    report = _cli.describe_model(shaped)
+    assert report["prompt"] == "query: " and report["truncate_dim"] == 16
+    assert report["output_dtype"] == "float32" and report["adapted"] is False
+    assert report["n_features_out"] == 16
+    text = _cli._format_report(report)
+    assert "prompt='query: '" in text and "truncate_dim=16" in text
+    assert "adapted" not in text and "output_dtype" not in text
+    assert "prompt" not in _cli._format_report(_cli.describe_model(plain))

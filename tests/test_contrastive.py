@@ -73,6 +73,9 @@ def test_adaptation_changes_the_weights_and_separates_the_classes(tiny_albert_pa
         if not np.array_equal(a.numpy(), b.numpy())
     ]
     assert changed
+    # describe() (and the CLI's info) names the weights transform runs: the adapted ones.
+    assert vect.describe()["adapted"] and not pretrained.describe()["adapted"]
+    assert vect.describe()["fingerprint"] == vect.model_fingerprint_
     history = vect.fine_tune_history_
     assert [record["epoch"] for record in history] == [1, 2, 3, 4, 5, 6]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
