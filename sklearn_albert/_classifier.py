@@ -468,9 +468,12 @@ class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
         Parameters
         ----------
         save_to : str or path-like, default=None
-            A folder to save the tuned encoder and tokenizer in (``save_pretrained``). The
-            vectorizer then loads from that folder like from any checkpoint: clones, grid
-            searches, other processes and small pickles all work while the folder exists.
+            A new (or empty) folder to save the tuned encoder and tokenizer in
+            (``save_pretrained``); a folder with files in it, or a link, is refused, so
+            that no other checkpoint is overwritten. The files appear together or not at
+            all. The vectorizer then loads from that folder like from any checkpoint:
+            clones, grid searches, other processes and small pickles all work while the
+            folder exists.
             None keeps the weights in memory: the vectorizer's ``model_name_or_path`` is
             an ``"in-memory:<fingerprint>"`` name that clones and refits in this process
             resolve, and its pickle carries the weights.
@@ -500,9 +503,7 @@ class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
         if save_to is None:
             source = in_memory_name(self._loaded)
         else:
-            Path(save_to).mkdir(parents=True, exist_ok=True)
-            self._loaded.model.save_pretrained(save_to)
-            self._loaded.tokenizer.save_pretrained(save_to)
+            _write_checkpoint(self._loaded, Path(save_to))
             source = os.fspath(save_to)
         settings = {
             "pooling": self.pooling,
@@ -633,6 +634,41 @@ class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
         from ._devices import dtype_name
 
         return dtype_name(training_dtype(self.dtype, device))
+
+
+def _write_checkpoint(loaded, path):
+    """Save ``loaded``'s model and tokenizer as a checkpoint folder at ``path``.
+
+    Refuses a link, a file, or a folder with anything in it (another checkpoint, perhaps
+    the pretrained one, would be overwritten). Written beside ``path`` under a hidden
+    name, then renamed: a failed write leaves nothing at ``path``.
+    """
+    import shutil
+    import tempfile
+
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        what = "a symbolic link" if path.is_symlink() else "a file"
+        raise FileExistsError(
+            f"Cannot save the tuned encoder to save_to={str(path)!r}: it is {what}. Give "
+            "the path of a new or empty folder."
+        )
+    if path.is_dir() and any(path.iterdir()):
+        raise FileExistsError(
+            f"Cannot save the tuned encoder to save_to={str(path)!r}: the folder is not "
+            "empty, and its files (another checkpoint, perhaps) would be overwritten. Give "
+            "the path of a new or empty folder."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        loaded.model.save_pretrained(staging)
+        loaded.tokenizer.save_pretrained(staging)
+        if path.is_dir():
+            path.rmdir()  # empty, checked above; fails if a file appeared since
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def training_dtype(dtype, device):

@@ -570,6 +570,29 @@ def test_to_vectorizer_can_save_the_tuned_weights_to_a_folder(fitted, tmp_path):
     np.testing.assert_allclose(fresh.fit([]).transform(TEST_TEXTS), expected, atol=1e-6)
 
 
+def test_to_vectorizer_never_overwrites_another_checkpoint(fitted, tmp_path):
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    (pretrained / "config.json").write_text('{"model_type": "albert"}', encoding="utf-8")
+    (pretrained / "model.safetensors").write_bytes(b"the user's own weights")
+    linked = tmp_path / "linked"
+    linked.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+
+    with pytest.raises(FileExistsError, match=r"save_to=.*pretrained.*not empty"):
+        fitted.to_vectorizer(save_to=pretrained)
+    with pytest.raises(FileExistsError, match=r"save_to=.*linked.*symbolic link"):
+        fitted.to_vectorizer(save_to=linked)
+
+    assert (pretrained / "model.safetensors").read_bytes() == b"the user's own weights"
+    assert sorted(p.name for p in pretrained.iterdir()) == ["config.json", "model.safetensors"]
+    assert not (tmp_path / "elsewhere").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["linked", "pretrained"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fitted.to_vectorizer(save_to=empty)  # an empty folder is fine
+    assert (empty / "config.json").exists()
+
+
 def test_to_vectorizer_refuses_a_model_name(fitted):
     with pytest.raises(
         TypeError, match=re.escape("to_vectorizer() sets model_name_or_path itself")
