@@ -593,6 +593,70 @@ def test_to_vectorizer_never_overwrites_another_checkpoint(fitted, tmp_path):
     assert (empty / "config.json").exists()
 
 
+SAVES_TO_A_FOLDER_IN_A_CHILD = """
+import pickle, resource, signal, sys, threading, time
+from pathlib import Path
+
+with open(sys.argv[1], "rb") as file:
+    classifier = pickle.load(file)
+parent = Path(sys.argv[2])
+# A write past the limit then fails with EFBIG instead of killing the process.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1_000, hard))  # the weights cannot be written
+try:
+    classifier.to_vectorizer(save_to=parent / "short" / "tuned")
+    print("no error", flush=True)
+except Exception as error:
+    print(f"{type(error).__name__}: {error}", flush=True)
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+# Then killed from a second thread once the first file is written, staged or in place.
+killed = parent / "killed"
+saver = threading.Thread(target=classifier.to_vectorizer, kwargs={"save_to": killed / "tuned"})
+saver.start()
+while saver.is_alive():
+    if list(killed.glob("*/config.json")):
+        signal.raise_signal(signal.SIGKILL)
+    time.sleep(0.0005)
+"""
+
+
+def test_to_vectorizer_save_to_cut_short_or_killed_leaves_no_checkpoint(fitted, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pickled = tmp_path / "classifier.pkl"
+    pickled.write_bytes(pickle.dumps(fitted))
+    parent = tmp_path / "out"
+    for name in ("short", "killed"):
+        (parent / name).mkdir(parents=True)
+    environment = dict(os.environ)
+    repo = str(Path(__file__).resolve().parents[1])
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, environment.get("PYTHONPATH")]))
+
+    child = subprocess.run(
+        [sys.executable, "-c", SAVES_TO_A_FOLDER_IN_A_CHILD, str(pickled), str(parent)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=240,
+    )
+
+    lines = child.stdout.strip().splitlines()
+    assert lines and "File too large" in lines[0], child.stdout + child.stderr[-3000:]
+    assert list((parent / "short").iterdir()) == []  # neither the folder nor its staging
+    assert child.returncode == -signal.SIGKILL, f"not killed mid-save: {child.stderr[-3000:]}"
+    # What a killed writer leaves is a hidden staging folder beside it, never "tuned".
+    assert [entry.name[:7] for entry in (parent / "killed").iterdir()] == [".tuned."]
+    expected = fitted.to_vectorizer().transform(TEST_TEXTS)
+    for name in ("short", "killed"):
+        again = fitted.to_vectorizer(save_to=parent / name / "tuned")
+        np.testing.assert_allclose(again.transform(TEST_TEXTS), expected, atol=1e-6)
+
+
 def test_to_vectorizer_refuses_a_model_name(fitted):
     with pytest.raises(
         TypeError, match=re.escape("to_vectorizer() sets model_name_or_path itself")
