@@ -685,8 +685,9 @@ def scenario_throughput(ctx):
     goal = {"goal": "served / offline texts/s >= 0.85", "value": online / offline}
     goal["met"] = goal["value"] >= 0.85
     in_batches = mean_rate("in-process, served batches")
-    goal["in_process_batches_over_offline"] = in_batches / offline
-    goal["served_over_in_process_batches"] = online / in_batches
+    if np.isfinite(in_batches):  # the server logged its batches (--server-log-level debug)
+        goal["in_process_batches_over_offline"] = in_batches / offline
+        goal["served_over_in_process_batches"] = online / in_batches
     return rows, [goal]
 
 

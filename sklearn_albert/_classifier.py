@@ -637,14 +637,12 @@ class AlbertClassifier(ClassifierMixin, EncoderPersistence, BaseEstimator):
 
 
 def _write_checkpoint(loaded, path):
-    """Save ``loaded``'s model and tokenizer as a checkpoint folder at ``path``.
+    """Save ``loaded``'s model and tokenizer as a checkpoint folder at ``path``, whole.
 
     Refuses a link, a file, or a folder with anything in it (another checkpoint, perhaps
-    the pretrained one, would be overwritten). Written beside ``path`` under a hidden
-    name, then renamed: a failed write leaves nothing at ``path``.
+    the pretrained one, would be overwritten); a failed write leaves nothing at ``path``.
     """
-    import shutil
-    import tempfile
+    from ._model_files import staged_folder
 
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         what = "a symbolic link" if path.is_symlink() else "a file"
@@ -659,16 +657,9 @@ def _write_checkpoint(loaded, path):
             "the path of a new or empty folder."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with staged_folder(path) as staging:
         loaded.model.save_pretrained(staging)
         loaded.tokenizer.save_pretrained(staging)
-        if path.is_dir():
-            path.rmdir()  # empty, checked above; fails if a file appeared since
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def training_dtype(dtype, device):

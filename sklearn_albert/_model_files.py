@@ -16,10 +16,14 @@ start. Every restore therefore goes through :func:`restored_checkpoint`:
 
 Reading a saved folder, :func:`open_regular_file` refuses symbolic links, FIFOs and
 anything else that is not a regular file, naming it (a FIFO would block the reader).
+Writing a folder that must appear whole or not at all, :func:`staged_folder` fills a
+hidden folder beside it and renames it into place.
 """
 
 import os
 import re
+import secrets
+import shutil
 import stat
 import tempfile
 from contextlib import contextmanager
@@ -124,6 +128,27 @@ def restored_checkpoint(files, *, source="the pickled model files"):
         for name, content in files.items():
             write_new_file(Path(folder, name), content)
         yield folder
+
+
+@contextmanager
+def staged_folder(path):
+    """A hidden folder beside ``path`` to fill, renamed to ``path`` if the block succeeds.
+
+    The rename replaces an empty folder at ``path`` and fails on one with files in it, so
+    ``path`` holds the complete folder or stays as it was. On error (a short write, a full
+    disk) the hidden folder is removed; a writer killed mid-way leaves it behind, under
+    ``.NAME.<hex>``, and nothing at ``path``. The folder keeps the umask's mode (not
+    ``mkdtemp``'s 0700), as one made with ``mkdir`` would.
+    """
+    path = Path(path)
+    staging = path.parent / f".{path.name}.{secrets.token_hex(6)}"
+    staging.mkdir()
+    try:
+        yield staging
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def write_new_file(path, content):

@@ -34,8 +34,6 @@ import hashlib
 import io
 import os
 import pickle
-import secrets
-import shutil
 from pathlib import Path
 
 __all__ = [
@@ -129,6 +127,8 @@ def save_model(
     from mlflow.utils.model_utils import _validate_and_prepare_target_save_path
     from sklearn.utils.validation import check_is_fitted
 
+    from ._model_files import staged_folder
+
     predict_method = _check_predict_method(model, predict_method)
     check_is_fitted(model)
     _validate_env_arguments(None, pip_requirements, extra_pip_requirements)
@@ -138,10 +138,7 @@ def save_model(
     if not existed:
         os.rmdir(path)  # the complete model is renamed to ``path``
     mlflow_model = Model() if mlflow_model is None else mlflow_model
-    # Not mkdtemp: its folder is private (0700), and the model folder keeps the umask's mode.
-    staging = Path(path).parent / f".{Path(path).name}.{secrets.token_hex(6)}"
-    staging.mkdir()
-    try:
+    with staged_folder(path) as staging:
         _write_model_folder(
             model,
             staging,
@@ -153,10 +150,6 @@ def save_model(
             extra_pip_requirements=extra_pip_requirements,
             metadata=metadata,
         )
-        os.replace(staging, path)  # over an empty folder too: rename replaces it
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _write_model_folder(
