@@ -36,6 +36,16 @@ Run from the repository root, offline (``pip install setfit==1.2.0`` for the Set
     python benchmarks/bench_fewshot.py --datasets 20ng --sizes 8 --test-cap 1000
 
 Results are appended to ``--out`` (JSON) after every fit, so a partial run keeps its data.
+
+To choose settings without looking at the test set, ``--validation N`` scores every fit on
+``N`` texts drawn from the training split instead (outside the draw, per seed;
+``--validation-min-words`` keeps only texts of at least that many words, so that SST-2's
+short training phrases do not stand in for its test sentences). Its rows are labelled
+``(validation)`` and never pooled with test rows. A sweep of our settings, on seeds that
+the test table does not use::
+
+    python benchmarks/bench_fewshot.py --datasets sst2 --sizes 64 --seeds 5 --first-seed 100 \
+        --systems ours --validation 400 --validation-min-words 12 --ours fine_tune_epochs=10
 """
 
 import argparse
@@ -114,6 +124,29 @@ def draw(X, y, per_class, seed):
         chosen.extend(rng.sample(members, per_class))
     rng.shuffle(chosen)
     return [X[i] for i in chosen], [y[i] for i in chosen]
+
+
+def validation_draw(X, y, drawn, size, seed, min_words=0):
+    """``size`` training texts outside ``drawn``, of at least ``min_words`` words, to score on.
+
+    Drawn with ``random.Random(seed)``; the test set is never touched.
+    """
+    drawn = set(drawn)
+    pool = [i for i, text in enumerate(X) if text not in drawn and len(text.split()) >= min_words]
+    if size > len(pool):
+        raise ValueError(
+            f"--validation {size} asks for more texts than the {len(pool)} training texts "
+            f"left outside the draw with at least {min_words} words; ask for fewer."
+        )
+    chosen = random.Random(seed).sample(pool, size)
+    return [X[i] for i in chosen], [y[i] for i in chosen]
+
+
+def data_label(record):
+    """The data set's name in tables: validation rows never pool with test rows."""
+    if record.get("scored_on") == "validation":
+        return f"{record['dataset']} (validation)"
+    return record["dataset"]
 
 
 # ---------------------------------------------------------------------- systems (child side)
@@ -469,7 +502,7 @@ def summarize(records):
     for record in records:
         if record["result"].get("status") != "ok":
             continue
-        key = (record["dataset"], record["per_class"], record["system"])
+        key = (data_label(record), record["per_class"], record["system"])
         groups.setdefault(key, []).append(record)
     rows = {}
     for key, group in groups.items():
@@ -494,7 +527,7 @@ def paired_ratios(records):
     for record in records:
         if record["result"].get("status") == "ok":
             # Only fits of one run pair up: their times were taken back to back.
-            key = (record["dataset"], record["per_class"], record["seed"], record.get("source"))
+            key = (data_label(record), record["per_class"], record["seed"], record.get("source"))
             by_draw.setdefault(key, {})[record["system"]] = record["result"]
     out = {}
     for (dataset, size, seed, _), systems in by_draw.items():
@@ -594,6 +627,19 @@ def main():
     )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per fit")
     parser.add_argument(
+        "--validation",
+        type=int,
+        default=0,
+        metavar="N",
+        help="score on N training texts outside each draw instead of the test set",
+    )
+    parser.add_argument(
+        "--validation-min-words",
+        type=int,
+        default=0,
+        help="validation texts have at least this many words",
+    )
+    parser.add_argument(
         "--ours",
         nargs="*",
         default=[],
@@ -640,6 +686,7 @@ def main():
         "max_length": MAX_LENGTH,
         "test_cap": test_cap,
         "ours_options": parse_options(args.ours),
+        "scored_on": "validation" if args.validation else "test",
         "records": [],
         "throughput": [],
     }
@@ -652,6 +699,11 @@ def main():
         for per_class in args.sizes:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 X, y = draw(X_all, y_all, per_class, seed)
+                X_eval, y_eval = X_test, y_test
+                if args.validation:
+                    X_eval, y_eval = validation_draw(
+                        X_all, y_all, X, args.validation, seed, args.validation_min_words
+                    )
                 shift = draw_index % len(args.systems)
                 order = args.systems[shift:] + args.systems[:shift]
                 draw_index += 1
@@ -659,7 +711,7 @@ def main():
                     options = payload["ours_options"] if system == "ours" else {}
                     load_before = list(os.getloadavg())
                     result = run_in_child(
-                        system, folder, X, y, X_test, y_test, seed, options, args.timeout
+                        system, folder, X, y, X_eval, y_eval, seed, options, args.timeout
                     )
                     record = {
                         "dataset": dataset,
@@ -667,7 +719,8 @@ def main():
                         "seed": seed,
                         "system": system,
                         "n_train": len(X),
-                        "n_test": len(X_test),
+                        "n_test": len(X_eval),
+                        "scored_on": payload["scored_on"],
                         "load_before": load_before,
                         "load_after": list(os.getloadavg()),
                         "result": result,
@@ -676,7 +729,7 @@ def main():
                     write(out, payload)
                     if result["status"] == "ok":
                         print(
-                            f"{dataset} {per_class}/class seed {seed} {system:10s} "
+                            f"{data_label(record)} {per_class}/class seed {seed} {system:10s} "
                             f"acc {result['accuracy']:.4f} fit {result['fit_s']:7.1f}s "
                             f"predict {result['predict_s']:6.1f}s "
                             f"peak {result['peak_rss_mib']:5.0f} MiB "
