@@ -667,6 +667,8 @@ def main():
         help="print the table of these result files (records pooled) and exit",
     )
     args = parser.parse_args()
+    if args.validation < 0 or args.validation_min_words < 0:
+        parser.error("--validation and --validation-min-words take integers >= 0")
     if args.table:
         records = []
         for name in args.table:
