@@ -89,7 +89,8 @@ def main():
     folder = common.albert_base_folder()
     pipeline = fit_pipeline(folder, args.fit_texts)
     texts, source = load_texts(args.texts)
-    tokens = common.count_tokens(AutoTokenizer.from_pretrained(str(folder)), texts, 512)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokens = common.count_tokens(tokenizer, texts, pipeline[0].max_length_)
     flops = common.encoder_flops(AutoConfig.from_pretrained(str(folder)), tokens)
     dtype = pipeline[0].dtype_
     peak = max(common.matmul_peak(dtype if dtype != "int8" else "float32").values())
