@@ -13,14 +13,19 @@ the same SST-2 sentences, in one process, the modes interleaved round after roun
   (calls overlap, so that one call's last batch does not leave a CPU stream idle while
   the next call waits).
 
+With ``--padded-too``, every mode also runs with ``SKLEARN_ALBERT_CPU_UNPADDED=0`` (ALBERT
+on padded batches, as before ``_cpu/unpadded.py``), interleaved, its rows marked
+"(padded)".
+
 For each: texts/s, texts per CPU second of the process, cores busy, the ratio to ``one
-call`` of the same round, and the fraction of the matmul peak measured in the same run (at
-torch's thread count, in the pipeline's dtype) that the encoder's useful FLOPs (real tokens
-only, ``_common.encoder_flops``) reach.
+call`` of the same round and the same variant, and the fraction of the matmul peak
+measured in the same run (at torch's thread count, in the pipeline's dtype) that the
+encoder's useful FLOPs (real tokens only, ``_common.encoder_flops``) reach.
 
 Run from the repository root, offline, on a quiet machine::
 
-    python benchmarks/bench_call_sizes.py --texts 1000 --sizes 36 56 --concurrency 1 2 --rounds 3
+    python benchmarks/bench_call_sizes.py --texts 1000 --sizes 36 56 --concurrency 1 2 --rounds 3 \
+        --padded-too
 """
 
 import argparse
@@ -39,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common  # noqa: E402
 from bench_serve import fit_pipeline, load_texts  # noqa: E402
+
+UNPADDED_SWITCH = "SKLEARN_ALBERT_CPU_UNPADDED"
 
 
 def run_mode(pipeline, texts, size, concurrency):
@@ -75,6 +82,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fit-texts", type=int, default=200)
     parser.add_argument("--out", default=None, help="folder for the JSON result")
+    parser.add_argument(
+        "--padded-too",
+        action="store_true",
+        help="also run every mode with SKLEARN_ALBERT_CPU_UNPADDED=0, interleaved",
+    )
     args = parser.parse_args()
     for name in ("texts", "rounds", "fit_texts"):
         if getattr(args, name) < 1:
@@ -101,9 +113,17 @@ def main():
         for size in args.sizes
         for k in args.concurrency
     ]
-    runs = {label: [] for label, _, _ in modes}
+    variants = {"": "1", " (padded)": "0"} if args.padded_too else {"": None}
+    modes = [
+        (label + suffix, size, k, switch)
+        for label, size, k in modes
+        for suffix, switch in variants.items()
+    ]
+    runs = {label: [] for label, *_ in modes}
     for round_index in range(args.rounds):
-        for label, size, concurrency in modes:
+        for label, size, concurrency, switch in modes:
+            if switch is not None:
+                os.environ[UNPADDED_SWITCH] = switch  # read at each call
             wall, cpu = run_mode(pipeline, texts, size, concurrency)
             runs[label].append({"round": round_index, "wall_s": wall, "cpu_s": cpu})
             print(
@@ -113,10 +133,9 @@ def main():
             )
 
     rows = []
-    for label, _, _ in modes:
-        ratios = [
-            runs["one call"][i]["wall_s"] / run["wall_s"] for i, run in enumerate(runs[label])
-        ]
+    for label, *_ in modes:
+        one_call = runs["one call" + (" (padded)" if label.endswith("(padded)") else "")]
+        ratios = [one_call[i]["wall_s"] / run["wall_s"] for i, run in enumerate(runs[label])]
         walls = [run["wall_s"] for run in runs[label]]
         cpus = [run["cpu_s"] for run in runs[label]]
         wall = statistics.median(walls)

@@ -325,7 +325,11 @@ def is_out_of_memory(error):
 def run_batches(loaded, runner, ids, settings, step):
     """Run ``ids`` through ``runner`` in length-sorted, token-budget batches.
 
-    On out-of-memory a batch is halved and each half retried, down to one text.
+    A runner that computes only the real tokens (``runner.unpadded``, ALBERT on CPU:
+    ``_cpu/unpadded.py``) gets batches of about equal real tokens, a multiple of the CPU
+    streams; any other, batches cut where padding plus a per-batch cost is least
+    (``_batching.plan_batches``). On out-of-memory a batch is halved and each half
+    retried, down to one text.
 
     Parameters
     ----------
@@ -351,12 +355,23 @@ def run_batches(loaded, runner, ids, settings, step):
     device = loaded.device
     compute_dtype = resolve_dtype(settings.compute_dtype, device)
     on_cuda = device.type == "cuda"
-    batches = plan_batches(
-        [len(row) for row in ids],
-        batch_size=settings.batch_size,
-        max_tokens=settings.max_tokens,
-        batch_cost=CPU_BATCH_COST if device.type == "cpu" else None,
-    )
+    lengths = [len(row) for row in ids]
+    if device.type == "cpu" and getattr(runner, "unpadded", False):  # read at each call
+        from ._cpu.unpadded import plan_real_token_batches
+
+        batches = plan_real_token_batches(
+            lengths,
+            batch_size=settings.batch_size,
+            max_tokens=settings.max_tokens,
+            streams=_cpu_streams(runner, device, len(ids))[0],
+        )
+    else:
+        batches = plan_batches(
+            lengths,
+            batch_size=settings.batch_size,
+            max_tokens=settings.max_tokens,
+            batch_cost=CPU_BATCH_COST if device.type == "cpu" else None,
+        )
 
     def prepare(batch):
         return batch, collate(ids, batch, loaded.pad_id, pin_memory=on_cuda)

@@ -47,6 +47,7 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(vectorizer, monkeypatc
     calls = []
     # Batches filled to batch_size, as on a GPU, not cut by padding: the sizes below follow.
     monkeypatch.setattr(engine, "CPU_BATCH_COST", None)
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_UNPADDED", "0")  # ALBERT's padded batches
     oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     error = (lambda: oom("injected")) if kind == "cuda" else real_cpu_allocation_failure
     monkeypatch.setattr(engine, "forward", _failing_above(5, error, calls))
@@ -73,6 +74,7 @@ def test_token_vectors_and_classifier_predictions_back_off_too(
     expected_proba = classifier.predict_proba(texts)
     calls = []
     monkeypatch.setattr(engine, "CPU_BATCH_COST", None)  # batches filled to batch_size
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_UNPADDED", "0")  # ALBERT's padded batches
     monkeypatch.setattr(engine, "forward", _failing_above(5, real_cpu_allocation_failure, calls))
 
     records = vectorizer.transform_tokens(texts)
@@ -88,6 +90,7 @@ def test_token_vectors_and_classifier_predictions_back_off_too(
 def test_other_errors_propagate_and_the_vectorizer_stays_usable(vectorizer, monkeypatch):
     texts = generated_sentences(20, seed=4)
     vectorizer.set_params(batch_size=4).fit(texts)
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_UNPADDED", "0")  # batches of 4, padded
     expected = clone(vectorizer).set_params(embedding_cache=None).fit([]).transform(texts)
     calls = []
     monkeypatch.setattr(
@@ -121,6 +124,7 @@ def test_batches_finished_before_a_failure_stay_cached(vectorizer, monkeypatch, 
         monkeypatch.setenv("SKLEARN_ALBERT_CPU_STREAMS", streams)
     texts = texts_of_distinct_lengths(24, seed=6)
     vectorizer.set_params(batch_size=4).fit(texts)
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_UNPADDED", "0")  # batches of 4, padded
     expected = clone(vectorizer).set_params(embedding_cache=None).fit([]).transform(texts)
     lengths = vectorizer.count_tokens(texts)
     assert len(set(lengths.tolist())) == len(texts)  # a batch's longest text names the batch

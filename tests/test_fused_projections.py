@@ -156,7 +156,9 @@ def last_hidden_state(model):
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 6:] = 0
     with torch.inference_mode():
-        return model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        output = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    # Rows at padding positions are no output: the unpadded ALBERT copy leaves them zero.
+    return output * attention_mask[:, :, None]
 
 
 @needs_packing

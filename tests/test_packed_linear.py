@@ -27,7 +27,9 @@ def hidden_states(model, seed=0):
         output = model(
             input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
         )
-    return torch.stack(output.hidden_states), output.pooler_output
+    # Rows at padding positions are no output: the unpadded ALBERT copy leaves them zero.
+    tokens = attention_mask[None, :, :, None]
+    return torch.stack(output.hidden_states) * tokens, output.pooler_output
 
 
 @needs_packing

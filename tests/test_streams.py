@@ -70,6 +70,7 @@ def test_batches_run_on_one_thread_workers_and_match_one_batch_at_a_time(
 ):
     texts = generated_sentences(60, seed=5)
     vectorizer.set_params(embedding_cache=None, batch_size=8).fit(texts)
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_UNPADDED", "0")  # padded batches of 8
     monkeypatch.setenv(STREAMS_VARIABLE, "1")
     one_at_a_time = vectorizer.transform(texts)
 

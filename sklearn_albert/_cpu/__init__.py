@@ -8,6 +8,8 @@ tanh-approximated GELU in bfloat16 (the exact GELU it approximates runs instead:
 faster on CPU, within 4.7e-4 of it). ``SKLEARN_ALBERT_CPU_STREAMS`` (read at each transform,
 ``streams.py``) sets how many batches run side by side. ``SKLEARN_ALBERT_CPU_BATCH_INVARIANT=0``
 (read at each call) lets a text's attention depend on its batch again (``attention.py``).
+``SKLEARN_ALBERT_CPU_UNPADDED=0`` (read at each call) runs ALBERT on padded batches again
+(``unpadded.py``).
 """
 
 import os
@@ -21,6 +23,9 @@ ATTENTION_SWITCH = "SKLEARN_ALBERT_CPU_ATTENTION"
 #: Set to 0 to let a text's attention depend on the batch it runs in (read at each call):
 #: faster on texts over 96 tokens, where SDPA's kernel runs instead (``attention.py``).
 BATCH_INVARIANT_SWITCH = "SKLEARN_ALBERT_CPU_BATCH_INVARIANT"
+
+#: Set to 0 to run ALBERT's inference copies on padded batches (read at each call).
+UNPADDED_SWITCH = "SKLEARN_ALBERT_CPU_UNPADDED"
 
 #: Set to 0 to keep the checkpoint's tanh-approximated GELU in bfloat16 on CPU, instead of
 #: the exact GELU it approximates (``packed_linear._swap_tanh_gelu``).

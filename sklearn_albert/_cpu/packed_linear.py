@@ -57,7 +57,9 @@ def inference_copy(model, dtype, *, cpu):
     -------
     copy : torch.nn.Module
         With packed Linear layers when ``cpu`` and the build allow, else with plain
-        Linear layers holding their own ``dtype`` copy of the weights.
+        Linear layers holding their own ``dtype`` copy of the weights. A packed ALBERT
+        copy comes wrapped in ``unpadded.UnpaddedAlbert``, which runs only the real
+        tokens of each batch (its rows at padding positions are zeros).
     """
     # Deep-copy the module tree but not the tensors: the copy reuses every parameter.
     shared = {id(tensor): tensor for tensor in [*model.parameters(), *model.buffers()]}
@@ -79,6 +81,11 @@ def inference_copy(model, dtype, *, cpu):
                     setattr(parent, name, PackedLinear(child, dtype))
                 elif dtype != torch.float32:
                     setattr(parent, name, _cast_linear(child, dtype))
+    if use_packing:
+        from .unpadded import UnpaddedAlbert, supports
+
+        if supports(variant):
+            return UnpaddedAlbert(variant)  # on real tokens only, unless switched off
     return variant
 
 

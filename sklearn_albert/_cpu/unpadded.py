@@ -1,0 +1,264 @@
+"""ALBERT on CPU without padding: every Linear and normalisation on the real tokens only.
+
+A batch of texts is a padded rectangle: each text is filled with pad tokens up to the
+batch's longest, and a transformer computes every one of them. Sorting by length keeps
+that waste small in a large call, but a server's call of a few dozen texts of mixed
+lengths must choose between few wide batches (much padding) and many narrow ones (a
+forward pass of a few hundred token rows costs more per token than one of a thousand).
+:class:`UnpaddedAlbert` takes neither: it packs the batch's real tokens into one matrix
+(``tokens x hidden``), runs the embedding projection, every Linear, GELU, residual and
+LayerNorm on it, and pads only for attention, in groups of texts whose lengths round up
+to the same multiple of :data:`~sklearn_albert._cpu.attention.KEY_MULTIPLE` (each group
+padded to its own longest text). The engine then cuts a call into a few passes of about
+:data:`PASS_TOKENS` real tokens, as many as the CPU streams (or a multiple), of equal
+tokens each (:func:`plan_real_token_batches`).
+
+The same text, the same vector: the outputs are bit-identical to the padded model's (the
+tests compare them). A Linear's, LayerNorm's and GELU's row does not depend on the other
+rows of its matrix, and attention runs through the same batch-invariant
+:func:`~sklearn_albert._cpu.attention.length_aware_attention`, whose result for a text
+does not depend on how far its keys are padded. The hidden states come back in the padded
+layout (zeros at the padding), so pooling, token vectors and every caller are unchanged.
+
+It wraps only the inference copies that ``packed_linear.inference_copy`` builds for CPU,
+of ALBERT checkpoints whose attention runs as length-aware attention
+(:func:`supports`); any other model keeps the padded forward pass.
+``SKLEARN_ALBERT_CPU_UNPADDED=0`` turns it off (read at each call: the copy then runs
+padded batches, planned as for any other model).
+
+Measured (2-core AVX512-BF16 AMD EPYC, ALBERT-base in bfloat16, 1,000 SST-2 sentences,
+``benchmarks/bench_call_sizes.py``): see ``benchmarks/README.md``.
+"""
+
+import numpy as np
+import torch  # imported lazily by packed_linear.py, never at package import
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from . import UNPADDED_SWITCH, switched_on
+from .attention import KEY_MULTIPLE, NAME, length_aware_attention
+
+#: Real tokens per forward pass the engine aims at when it plans unpadded batches: passes
+#: of a few hundred rows cost more per token, and much larger ones leave the L2 cache.
+PASS_TOKENS = 1024
+
+#: Fewest real tokens per stream for which a call is split across the CPU streams: a
+#: smaller call runs as one pass on all the threads.
+STREAM_MIN_TOKENS = 128
+
+
+def supports(model):
+    """Whether ``model`` (an inference copy) is an ALBERT this module can run unpadded."""
+    config = getattr(model, "config", None)
+    return (
+        type(model).__name__ == "AlbertModel"
+        and config is not None
+        and getattr(config, "_attn_implementation", None) == NAME
+        and getattr(config, "position_embedding_type", "absolute") == "absolute"
+        and not model.training
+        and all(hasattr(model, name) for name in ("embeddings", "encoder", "pooler", "config"))
+        and hasattr(model.encoder, "embedding_hidden_mapping_in")
+        and hasattr(model.encoder, "albert_layer_groups")
+    )
+
+
+class UnpaddedAlbert(torch.nn.Module):
+    """An ALBERT inference copy run on the real tokens of each batch (see the module).
+
+    Called as the model is (``input_ids``, ``attention_mask``,
+    ``output_hidden_states``); returns what it returns: every hidden state (embedding
+    projection first) in the padded layout, the last one, and the pooler output. Rows at
+    padding positions are zeros (the model computes values there that no caller reads).
+    A mask that is not left-aligned padding (holes in a text), or the switch turned off,
+    runs the wrapped model as it is. Any other attribute is the wrapped model's.
+
+    Parameters
+    ----------
+    model : transformers.AlbertModel
+        An inference copy for which :func:`supports` is True.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def __getattr__(self, name):
+        # Everything else (config, get_input_embeddings, encoder, ...) is the model's.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "model":
+                raise
+            return getattr(self.model, name)
+
+    @property
+    def unpadded(self):
+        """Whether batches run unpadded now: the engine then plans them by real tokens."""
+        return switched_on(UNPADDED_SWITCH)
+
+    def forward(self, input_ids, attention_mask=None, output_hidden_states=True):
+        model = self.model
+        n_texts, width = input_ids.shape
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        lengths = attention_mask.sum(dim=1)
+        positions = torch.arange(width, device=input_ids.device)
+        aligned = torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None])
+        if not aligned or not bool((lengths > 0).all()) or not self.unpadded:
+            return model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                output_hidden_states=output_hidden_states,
+            )
+        rows = attention_mask.reshape(-1).bool().nonzero().squeeze(1)  # packed -> padded
+        embedded = model.embeddings(input_ids=input_ids)
+        hidden = embedded.reshape(n_texts * width, -1).index_select(0, rows)
+        encoder = model.encoder
+        hidden = encoder.embedding_hidden_mapping_in(hidden)
+        groups = _attention_groups(lengths, width)
+        states = [_padded_layout(hidden, rows, n_texts, width)]
+        config = model.config
+        for index in range(config.num_hidden_layers):
+            group = int(index / (config.num_hidden_layers / config.num_hidden_groups))
+            for layer in encoder.albert_layer_groups[group].albert_layers:
+                hidden = _albert_layer(layer, hidden, groups)
+            states.append(_padded_layout(hidden, rows, n_texts, width))
+        last = states[-1]
+        pooled = None
+        if model.pooler is not None:
+            pooled = model.pooler_activation(model.pooler(last[:, 0]))
+        return BaseModelOutputWithPooling(
+            last_hidden_state=last,
+            pooler_output=pooled,
+            hidden_states=tuple(states) if output_hidden_states else None,
+        )
+
+
+def _attention_groups(lengths, width):
+    """Texts grouped by length rounded up to ``KEY_MULTIPLE``, for attention.
+
+    Returns
+    -------
+    groups : list of (int, int, Tensor, Tensor, Tensor)
+        Per group: its number of texts, its width (its longest text), the packed row of
+        each of its ``(text, position)`` cells (row 0 for padding cells), which cells are
+        tokens (``texts x width``), and the flat positions of those cells.
+    """
+    starts = torch.cumsum(lengths, 0) - lengths
+    rounded = (lengths + KEY_MULTIPLE - 1) // KEY_MULTIPLE
+    groups = []
+    for size in torch.unique(rounded).tolist():
+        texts = (rounded == size).nonzero().squeeze(1)
+        group_lengths = lengths[texts]
+        group_width = min(int(group_lengths.max()), width)
+        positions = torch.arange(group_width, device=lengths.device)
+        valid = positions[None, :] < group_lengths[:, None]
+        cells = torch.where(valid, starts[texts][:, None] + positions[None, :], 0)
+        tokens = valid.reshape(-1).nonzero().squeeze(1)
+        groups.append((len(texts), group_width, cells.reshape(-1), valid, tokens))
+    return groups
+
+
+def _albert_layer(layer, hidden, groups):
+    """One ``AlbertLayer`` on packed tokens: the same modules, in the same order."""
+    attention = layer.attention
+    heads, head_size = attention.num_attention_heads, attention.attention_head_size
+    # Three calls on one tensor: fused projections compute them in one matmul.
+    query, key, value = attention.query(hidden), attention.key(hidden), attention.value(hidden)
+    context = None
+    for n_texts, width, cells, valid, tokens in groups:
+
+        def padded(projection, cells=cells, n_texts=n_texts, width=width):
+            grid = projection.index_select(0, cells).view(n_texts, width, heads, head_size)
+            return grid.transpose(1, 2)
+
+        output, _ = length_aware_attention(
+            attention,
+            padded(query),
+            padded(key),
+            padded(value),
+            valid[:, None, None, :],
+            scaling=attention.scaling,
+        )
+        output = output.reshape(n_texts * width, heads * head_size)
+        if context is None:
+            context = output.new_empty(hidden.shape[0], heads * head_size)
+        context.index_copy_(0, cells.index_select(0, tokens), output.index_select(0, tokens))
+    attended = attention.LayerNorm(hidden + attention.dense(context))
+    feed_forward = layer.ffn_output(layer.activation(layer.ffn(attended)))
+    return layer.full_layer_layer_norm(feed_forward + attended)
+
+
+def _padded_layout(hidden, rows, n_texts, width):
+    """Packed token rows back in a ``(texts, width, hidden)`` tensor, zeros at padding."""
+    padded = hidden.new_zeros(n_texts * width, hidden.shape[-1])
+    padded.index_copy_(0, rows, hidden)
+    return padded.view(n_texts, width, -1)
+
+
+def plan_real_token_batches(lengths, *, batch_size, max_tokens, streams):
+    """Cut texts into batches of about equal real tokens, as many as the streams (or more).
+
+    Texts are sorted longest first and filled into batches of at most a token target
+    (the call's tokens over a batch count of about :data:`PASS_TOKENS` each, rounded up to
+    a multiple of ``streams``), ``batch_size`` texts and ``max_tokens`` padded tokens. When
+    the budgets make a count that is not a multiple of ``streams``, the target is lowered
+    a little at a time until it is (a few tries; the last batches may then leave a stream
+    idle).
+
+    Parameters
+    ----------
+    lengths : array-like of int
+        Token count of each text.
+    batch_size : int
+        At most this many texts per batch.
+    max_tokens : int
+        At most this many padded tokens (texts x longest text) per batch, the memory the
+        padded hidden states take; one text alone may exceed it.
+    streams : int
+        The CPU streams a call runs on. A call of fewer than :data:`STREAM_MIN_TOKENS` real
+        tokens per stream runs as one batch (within the budgets).
+
+    Returns
+    -------
+    batches : list of ndarray of int
+        Indices into ``lengths``, longest texts first; every index exactly once.
+    """
+    lengths = np.maximum(np.asarray(lengths, dtype=np.int64), 1)
+    if len(lengths) == 0:
+        return []
+    order = np.argsort(-lengths, kind="stable")
+    widths = lengths[order].tolist()
+    total = sum(widths)
+    streams = max(1, int(streams))
+    if total < streams * STREAM_MIN_TOKENS:
+        streams = 1
+    count = -(-max(-(-total // PASS_TOKENS), 1) // streams) * streams
+    target = total / count
+    for _ in range(_RETARGETS):
+        cuts = _greedy_cuts(widths, target, batch_size, max_tokens)
+        if (len(cuts) - 1) % streams == 0 or len(cuts) - 1 >= len(widths):
+            break
+        target *= 0.95
+    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+#: Times :func:`plan_real_token_batches` lowers its token target to reach a multiple of
+#: the streams.
+_RETARGETS = 8
+
+
+def _greedy_cuts(widths, target, batch_size, max_tokens):
+    """Boundaries of batches filled in order up to ``target`` real tokens and the budgets."""
+    cuts, tokens = [0], 0
+    for position, width in enumerate(widths):
+        size = position - cuts[-1]
+        if size and (
+            size >= batch_size
+            or tokens + width > target
+            or (size + 1) * widths[cuts[-1]] > max_tokens
+        ):
+            cuts.append(position)
+            tokens = 0
+        tokens += width
+    cuts.append(len(widths))
+    return cuts
