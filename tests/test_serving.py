@@ -12,6 +12,7 @@ import http.client
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ import pytest
 pytest.importorskip("litserve", reason="needs litserve (pip install .[test])")
 
 from sklearn_albert import _cli  # noqa: E402
+from sklearn_albert.serving import BATCHES_IN_FLIGHT  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 API_KEY = "test-key-42"
@@ -358,6 +360,7 @@ def test_concurrent_requests_get_what_the_pipeline_gives_offline(pipeline_server
 
 def test_concurrent_requests_share_one_call_of_the_pipeline(pipeline_server, models):
     chunks = [TEXTS[0:2], TEXTS[2:5], TEXTS[5:6], TEXTS[6:10]]
+    logged_before = len(pipeline_server.read_log())
     with pipeline_server.workers_paused():
         # The requests queue up in LitServe while the workers are paused...
         answers = []
@@ -375,14 +378,20 @@ def test_concurrent_requests_share_one_call_of_the_pipeline(pipeline_server, mod
     for thread in threads:
         thread.join()
 
-    # ... and the resumed worker takes them as one batch: one call on all their texts.
+    # ... and the resumed worker takes them in as many batches as run at once (each a
+    # call of the pipeline on all its requests' texts), not one call per request.
     assert [status for status, _, _ in answers] == [200] * len(chunks)
     expected = {tuple(chunk): models["pipeline"].predict(chunk).tolist() for chunk in chunks}
     assert sorted(body["predictions"] for _, body, _ in answers) == sorted(expected.values())
     batches = [
-        line for line in pipeline_server.read_log().splitlines() if "/predict batch:" in line
+        re.search(r"(\d+) request\(s\), (\d+) text\(s\)", line).groups()
+        for line in pipeline_server.read_log()[logged_before:].splitlines()
+        if "/predict batch:" in line
     ]
-    assert f"{len(chunks)} request(s), {sum(map(len, chunks))} text(s)" in "\n".join(batches)
+    batches = [(int(requests), int(texts)) for requests, texts in batches]
+    assert len(batches) <= BATCHES_IN_FLIGHT
+    assert sum(requests for requests, _ in batches) == len(chunks)
+    assert sum(texts for _, texts in batches) == sum(map(len, chunks))
 
 
 def test_transform_of_a_saved_folder_equals_the_offline_embeddings(vectorizer_server, models):
@@ -703,6 +712,7 @@ def test_a_lone_request_does_not_wait_for_a_batch_that_cannot_fill():
     api = serving.EstimatorAPI("m.joblib", "predict", batch_timeout=3600, in_flight=in_flight)
     api.request_timeout = 7200  # what LitServer sets on each API
     loop = serving._batched_loop(api.max_batch_size)
+    loop._free = 1  # one batch can start: it takes every request (see the split below)
     now = time.monotonic()
     batch, timed_out = _one_batch(loop, api, [(0, "a", now, ["x"]), (0, "b", now, ["y"])])
     # The only request in flight (the count lags: a queued one joins too), taken at once.
@@ -722,6 +732,7 @@ def test_a_batch_runs_once_every_request_in_flight_has_joined():
     api = serving.EstimatorAPI("m.joblib", "predict", batch_timeout=3600, in_flight=in_flight)
     api.request_timeout = 7200
     loop = serving._batched_loop(api.max_batch_size)
+    loop._free = 1  # one batch can start: it takes every request (see the split below)
     now = time.monotonic()
     requests = [(0, uid, now, [uid]) for uid in "abc"]
     # Three in flight, three queued: the batch runs without waiting out the hour.
@@ -735,3 +746,23 @@ def test_a_batch_runs_once_every_request_in_flight_has_joined():
     batch, _ = _one_batch(loop, api, requests[:2])
     assert batch == [(0, uid, [uid]) for uid in "ab"]
     assert time.monotonic() - started >= 0.05
+
+
+def test_a_crowd_splits_into_batches_that_overlap():
+    from sklearn_albert import serving
+
+    in_flight = serving._SPAWN.Value("i", 64)
+    api = serving.EstimatorAPI("m.joblib", "predict", batch_timeout=3600, in_flight=in_flight)
+    api.request_timeout = 7200
+    loop = serving._batched_loop(api.max_batch_size)
+    assert loop._free == serving.BATCHES_IN_FLIGHT == 2
+    now = time.monotonic()
+    requests = [(0, str(i), now, [str(i)]) for i in range(64)]
+    # 64 in flight, none running, two batches can start: the first takes half of them...
+    first, _ = _one_batch(loop, api, requests)
+    assert [uid for _, uid, _ in first] == [str(i) for i in range(32)]
+    assert (api.batch_timeout, api.max_batch_size) == (3600, serving.DEFAULT_MAX_BATCH_SIZE)
+    # ... and while it runs, the next batch takes the rest at once (everyone is in).
+    loop._running, loop._free = 32, 1
+    second, _ = _one_batch(loop, api, requests[32:])
+    assert [uid for _, uid, _ in second] == [str(i) for i in range(32, 64)]
