@@ -73,6 +73,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import _common as common
@@ -614,8 +615,9 @@ def run_offline(pipeline, texts, servers, *, label):
 
 def run_in_process_batches(pipeline, texts, batch_sizes, servers, *, label):
     """``pipeline.predict`` in this process on consecutive slices of ``texts``, one call
-    per batch the server ran (``batch_sizes``, in its order): what the served batches cost
-    without HTTP, queues or other processes."""
+    per batch the server ran (``batch_sizes``, in its order), as many calls at once as a
+    server worker runs (``serving.BATCHES_IN_FLIGHT`` threads taking the slices in
+    order): what the served batches cost without HTTP, queues or other processes."""
     _paused_except(servers, None)
     time.sleep(0.5)
     slices, start = [], 0
@@ -626,9 +628,10 @@ def run_in_process_batches(pipeline, texts, batch_sizes, servers, *, label):
         start += size
     if start < len(texts):
         slices.append(texts[start:])
-    with Phase(servers) as phase:
-        for part in slices:
-            pipeline.predict(part)
+    from sklearn_albert.serving import BATCHES_IN_FLIGHT
+
+    with Phase(servers) as phase, ThreadPoolExecutor(BATCHES_IN_FLIGHT) as callers:
+        list(callers.map(pipeline.predict, slices))
     row = {"scenario": label, "system": "in-process, served batches", "clients": None}
     row.update({"requests": len(slices), "ok": len(texts), "seconds": phase.seconds})
     row["texts_per_second"] = len(texts) / phase.seconds
