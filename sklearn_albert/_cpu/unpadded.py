@@ -68,8 +68,9 @@ class UnpaddedAlbert(torch.nn.Module):
     ``output_hidden_states``); returns what it returns: every hidden state (embedding
     projection first) in the padded layout, the last one, and the pooler output. Rows at
     padding positions are zeros (the model computes values there that no caller reads).
-    A mask that is not left-aligned padding (holes in a text), or the switch turned off,
-    runs the wrapped model as it is. Any other attribute is the wrapped model's.
+    A batch without padding (a single text), a mask that is not left-aligned padding
+    (holes in a text), or the switch turned off, runs the wrapped model as it is. Any
+    other attribute is the wrapped model's.
 
     Parameters
     ----------
@@ -103,7 +104,8 @@ class UnpaddedAlbert(torch.nn.Module):
         lengths = attention_mask.sum(dim=1)
         positions = torch.arange(width, device=input_ids.device)
         aligned = torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None])
-        if not aligned or not bool((lengths > 0).all()) or not self.unpadded:
+        padded = bool((lengths < width).any())
+        if not (aligned and padded and bool((lengths > 0).all()) and self.unpadded):
             return model(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
