@@ -77,6 +77,9 @@ RETRY_AFTER_SECONDS = 1
 #: busy: on 2 cores, calls of 36 texts two at a time ran at 0.90x the texts/s of one call
 #: of 1,000, against 0.68x one after another (``benchmarks/bench_call_sizes.py``).
 BATCHES_IN_FLIGHT = 2
+#: Longest wait, in seconds, for a batch to fill while another one runs (it ends sooner,
+#: when every request in flight has joined, or that batch ends).
+OVERLAP_WAIT_LIMIT = 5.0
 #: Seconds a request may wait for a worker before it answers 504 (LitServe's default).
 DEFAULT_REQUEST_TIMEOUT = 30
 API_KEY_ENV = "SKLEARN_ALBERT_API_KEY"
@@ -387,20 +390,26 @@ class _FirstRequest:
     batch still running (``running`` requests): what is queued still joins, and when the
     queue is empty it lowers ``lit_api.max_batch_size`` to the batch's size, which ends
     LitServe's collation at its next check (the caller restores it). Waiting longer could
-    add no request, only delay the ones taken.
+    add no request, only delay the ones taken. With ``other_ended`` (a callable), the batch
+    also ends, once the queue is empty, ``grace`` seconds after it first returns True: a
+    batch that was running when this one began has ended, the CPU streams are free for
+    this one, and the grace lets the clients just answered by it join.
     """
 
-    def __init__(self, queue, first, lit_api=None, running=0):
+    def __init__(self, queue, first, lit_api=None, running=0, other_ended=None, grace=0.0):
         self._queue = queue
         self._first = [first]
         self._lit_api = lit_api
         self._running = running
+        self._other_ended = other_ended
+        self._grace = grace
+        self._cut_at = None
         self.taken = 0
 
     def get(self, block=True, timeout=None):
         if self._first:
             return self._take(self._first.pop())
-        if self._everyone_in():
+        if self._everyone_in() or self._past_cut():
             try:
                 return self._take(self._queue.get_nowait())
             except Empty:
@@ -421,6 +430,13 @@ class _FirstRequest:
         in_flight = getattr(self._lit_api, "in_flight", None)
         return in_flight is not None and self.taken + self._running >= in_flight.value
 
+    def _past_cut(self):
+        if self._cut_at is None:
+            if self._other_ended is None or not self._other_ended():
+                return False
+            self._cut_at = time.monotonic() + self._grace
+        return time.monotonic() >= self._cut_at
+
 
 class _IdleBatchedLoop(BatchedLoop):
     """LitServe's batched loop, asleep while no request waits, running two batches at once.
@@ -434,12 +450,16 @@ class _IdleBatchedLoop(BatchedLoop):
     the HTTP processes) ends the wait early: once every request in flight is in this
     batch or in one still running, no other can join it, so it runs at once (a lone
     client never waits for ``batch_timeout``, and eight clients wait only for each other).
+    While another batch runs, the wait is not cut by ``batch_timeout`` but by the end of
+    that batch, plus ``batch_timeout`` (the cores are busy until then): clients whose
+    answers just went out have time to send their next request, so that batches do not
+    shrink as they trickle in.
 
     Running batches: up to :data:`BATCHES_IN_FLIGHT` at once, each on a thread of its own
     calling the estimator (``transform`` is thread-safe), so that the CPU streams start on
-    the next batch while the last one ends. A batch takes its share of the requests not
-    yet running (those over the free slots, rounded up), so that a crowd of clients
-    splits into as many batches as can overlap instead of one batch running alone.
+    the next batch while the last one ends. A batch takes at most its share of the
+    requests in flight (``1 / BATCHES_IN_FLIGHT`` of them, rounded up), so that a crowd of
+    clients splits into as many batches as can overlap instead of one batch running alone.
     LitServe's stop sentinel ends the loop after the running batches have answered.
     """
 
@@ -447,6 +467,7 @@ class _IdleBatchedLoop(BatchedLoop):
         super().__init__()
         self._running = 0  # requests in the batches now running
         self._free = BATCHES_IN_FLIGHT  # batches that could start now
+        self._ended = 0  # batches whose estimator call has returned
         self._lock = None  # made in the worker: LitServe pickles the loop to start it
 
     def get_batch_requests(self, lit_api, request_queue, transport):
@@ -454,18 +475,30 @@ class _IdleBatchedLoop(BatchedLoop):
             first = request_queue.get(timeout=1.0)
         except Empty:
             return [], []
-        running = self._running  # an int read: atomic under the GIL
-        queue = _FirstRequest(request_queue, first, lit_api, running)
+        running, ended = self._running, self._ended  # int reads: atomic under the GIL
+        other_running = self._free < BATCHES_IN_FLIGHT
         in_flight = getattr(lit_api, "in_flight", None)
+        queue = _FirstRequest(
+            request_queue,
+            first,
+            lit_api,
+            running,
+            other_ended=(lambda: self._ended > ended) if other_running else None,
+            grace=lit_api.batch_timeout,
+        )
         # LitServe's collation reads both limits from the API at every step.
         batch_timeout, max_batch_size = lit_api.batch_timeout, lit_api.max_batch_size
         if in_flight is not None:
             waiting = in_flight.value - running
             if waiting <= 1:
                 lit_api.batch_timeout = 0  # 0 takes what is queued now
-            if self._free > 1:  # leave a share for the batches that could start with it
-                share = -(-waiting // self._free)
-                lit_api.max_batch_size = max(1, min(max_batch_size, share))
+            elif other_running:  # until that batch ends, not batch_timeout
+                lit_api.batch_timeout = max(batch_timeout, OVERLAP_WAIT_LIMIT)
+            # A batch takes at most its share of every request in flight, so that a crowd
+            # splits into batches that overlap (and stays split: a batch of 63 running
+            # beside one of 1 would leave a lone request cycling on its own).
+            share = -(-in_flight.value // BATCHES_IN_FLIGHT)
+            lit_api.max_batch_size = max(1, min(max_batch_size, share))
         try:
             return super().get_batch_requests(lit_api, queue, transport)
         finally:
@@ -502,6 +535,7 @@ class _IdleBatchedLoop(BatchedLoop):
                         freed.append(True)
                         with self._lock:
                             self._free += 1
+                            self._ended += 1
                             idle.append(slot)
                         slots.release()
 

@@ -712,11 +712,13 @@ def test_a_lone_request_does_not_wait_for_a_batch_that_cannot_fill():
     api = serving.EstimatorAPI("m.joblib", "predict", batch_timeout=3600, in_flight=in_flight)
     api.request_timeout = 7200  # what LitServer sets on each API
     loop = serving._batched_loop(api.max_batch_size)
-    loop._free = 1  # one batch can start: it takes every request (see the split below)
     now = time.monotonic()
-    batch, timed_out = _one_batch(loop, api, [(0, "a", now, ["x"]), (0, "b", now, ["y"])])
-    # The only request in flight (the count lags: a queued one joins too), taken at once.
-    assert batch == [(0, "a", ["x"]), (0, "b", ["y"])] and timed_out == []
+    requests = [(0, "a", now, ["x"]), (0, "b", now, ["y"])]
+    # The only request in flight (the count lags behind the queue), taken at once; the
+    # lagging one is the next batch, at once too.
+    batch, timed_out = _one_batch(loop, api, requests)
+    assert batch == [(0, "a", ["x"])] and timed_out == []
+    assert _one_batch(loop, api, requests[1:])[0] == [(0, "b", ["y"])]
     assert api.batch_timeout == 3600
 
     in_flight.value = 3  # a third request is on its way: the batch waits for it
@@ -728,24 +730,44 @@ def test_a_lone_request_does_not_wait_for_a_batch_that_cannot_fill():
 def test_a_batch_runs_once_every_request_in_flight_has_joined():
     from sklearn_albert import serving
 
-    in_flight = serving._SPAWN.Value("i", 3)
+    in_flight = serving._SPAWN.Value("i", 4)
     api = serving.EstimatorAPI("m.joblib", "predict", batch_timeout=3600, in_flight=in_flight)
     api.request_timeout = 7200
     loop = serving._batched_loop(api.max_batch_size)
-    loop._free = 1  # one batch can start: it takes every request (see the split below)
-    now = time.monotonic()
-    requests = [(0, uid, now, [uid]) for uid in "abc"]
-    # Three in flight, three queued: the batch runs without waiting out the hour.
-    batch, timed_out = _one_batch(loop, api, requests)
-    assert batch == [(0, uid, [uid]) for uid in "abc"] and timed_out == []
+    loop._running, loop._free = 3, 1  # another batch runs three of the four requests
+    # The fourth is queued: the batch runs without waiting out the hour.
+    batch, timed_out = _one_batch(loop, api, [(0, "d", time.monotonic(), ["d"])])
+    assert batch == [(0, "d", ["d"])] and timed_out == []
     assert (api.batch_timeout, api.max_batch_size) == (3600, serving.DEFAULT_MAX_BATCH_SIZE)
 
-    # Fewer queued than in flight: the batch waits for the others until batch_timeout.
+    # Nothing else runs and fewer are queued than in flight: the batch waits for the
+    # others until batch_timeout.
+    loop._running, loop._free = 0, serving.BATCHES_IN_FLIGHT
     api.batch_timeout = 0.05
     started = time.monotonic()
-    batch, _ = _one_batch(loop, api, requests[:2])
-    assert batch == [(0, uid, [uid]) for uid in "ab"]
+    requests = [(0, uid, time.monotonic(), [uid]) for uid in "a"]
+    batch, _ = _one_batch(loop, api, requests)
+    assert batch == [(0, "a", ["a"])]
     assert time.monotonic() - started >= 0.05
+
+
+def test_while_another_batch_runs_a_batch_waits_for_it_to_end():
+    from sklearn_albert import serving
+
+    in_flight = serving._SPAWN.Value("i", 6)
+    api = serving.EstimatorAPI("m.joblib", "predict", batch_timeout=0.05, in_flight=in_flight)
+    api.request_timeout = 7200
+    loop = serving._batched_loop(api.max_batch_size)
+    loop._running, loop._free = 2, 1  # a batch of two runs; three more are on their way
+    ends = threading.Timer(0.3, lambda: setattr(loop, "_ended", loop._ended + 1))
+    started = time.monotonic()
+    ends.start()
+    batch, _ = _one_batch(loop, api, [(0, "x", time.monotonic(), ["x"])])
+    waited = time.monotonic() - started
+    # Not cut by the 0.05 s batch_timeout, but 0.05 s after the other batch ended.
+    assert batch == [(0, "x", ["x"])]
+    assert 0.3 <= waited < serving.OVERLAP_WAIT_LIMIT
+    assert api.batch_timeout == 0.05
 
 
 def test_a_crowd_splits_into_batches_that_overlap():
