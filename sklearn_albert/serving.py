@@ -26,7 +26,6 @@ import hmac
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import threading
 import time
@@ -505,71 +504,27 @@ class _IdleBatchedLoop(BatchedLoop):
             lit_api.batch_timeout, lit_api.max_batch_size = batch_timeout, max_batch_size
 
     def run_batched_loop(self, lit_api, request_queue, transport, callback_runner, lit_spec=None):
-        # The worker's main thread runs batches; a thread of its own collects them. The
-        # first batch slot is the main thread's, the others have a thread each, and a
-        # batch takes the first free slot: a lone client's batches run on the main thread,
-        # where the model was loaded and warmed up (on another thread one short text took
-        # 24-31 ms instead of 16-18).
+        # The worker's main thread collects the batches. A batch that holds every request
+        # in flight while no other runs (a lone client) runs right there, on the thread
+        # that loaded and warmed up the model, with no hand-off (on another thread, one
+        # short text took 24-31 ms instead of 16-18); any other goes to the first idle of
+        # BATCHES_IN_FLIGHT threads, and the main thread collects the next one meanwhile.
         self._lock = threading.Lock()
         slots = threading.BoundedSemaphore(BATCHES_IN_FLIGHT)
         idle = list(range(BATCHES_IN_FLIGHT))
-        own = queue.SimpleQueue()  # the main thread's batches, then None to stop
+        in_flight = getattr(lit_api, "in_flight", None)
         with ExitStack() as running:
-            others = [
+            runners = [
                 running.enter_context(ThreadPoolExecutor(1, thread_name_prefix=f"batch_{i}"))
-                for i in range(1, BATCHES_IN_FLIGHT)
+                for i in range(BATCHES_IN_FLIGHT)
             ]
-
-            def dispatch(batch):
-                size = len(batch)
-                with self._lock:
-                    self._running += size
-                    self._free -= 1
-                    slot = min(idle)
-                    idle.remove(slot)
-
-                freed = []
-
-                def free_slot():  # the estimator is done: the next batch may start
-                    if not freed:
-                        freed.append(True)
-                        with self._lock:
-                            self._free += 1
-                            self._ended += 1
-                            idle.append(slot)
-                        slots.release()
-
-                def answered():  # the answers are sent
-                    free_slot()
-                    with self._lock:
-                        self._running -= size
-
-                job = (batch, free_slot, answered)
-                if slot == 0:
-                    own.put(job)
-                else:
-                    others[slot - 1].submit(self._answer, lit_api, transport, *job)
-
-            collector = threading.Thread(
-                target=self._collect,
-                args=(lit_api, request_queue, transport, slots, dispatch, own),
-                name="collect",
-                daemon=True,
-            )
-            collector.start()
-            while (item := own.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                self._answer(lit_api, transport, *item)
-            # LitServe's stop: leaving the ``with`` waits for the other running batches.
-
-    def _collect(self, lit_api, request_queue, transport, slots, dispatch, own):
-        """Form batches (each once a slot is free) and hand them to ``dispatch``."""
-        try:
             while True:
                 slots.acquire()  # a batch is collected only when it can start at once
                 try:
                     batch, timed_out = self.get_batch_requests(lit_api, request_queue, transport)
+                except _StopLoopError:
+                    slots.release()
+                    return  # leaving the ``with`` waits for the running batches
                 except BaseException:
                     slots.release()
                     raise
@@ -582,23 +537,57 @@ class _IdleBatchedLoop(BatchedLoop):
                         LitAPIStatus.ERROR,
                         LoopResponseType.REGULAR,
                     )
-                if batch:
-                    dispatch(batch)
-                else:
+                if not batch:
                     slots.release()
-        except _StopLoopError:
-            own.put(None)
-        except BaseException as error:  # to the main thread, which raises it
-            own.put(error)
+                    continue
+                alone = (
+                    self._free == BATCHES_IN_FLIGHT
+                    and in_flight is not None
+                    and len(batch) >= in_flight.value
+                )
+                runner, free_slot, answered = self._start(batch, slots, idle, alone)
+                if alone:
+                    self._answer(lit_api, transport, batch, free_slot, answered)
+                else:
+                    runners[runner].submit(
+                        self._answer, lit_api, transport, batch, free_slot, answered
+                    )
+
+    def _start(self, batch, slots, idle, inline):
+        """Count ``batch`` as running; its runner (None inline) and its two callbacks."""
+        size = len(batch)
+        with self._lock:
+            self._running += size
+            self._free -= 1
+            runner = None if inline else min(idle)
+            if runner is not None:
+                idle.remove(runner)
+        freed = []
+
+        def free_slot():  # the estimator is done: the next batch may start
+            if not freed:
+                freed.append(True)
+                with self._lock:
+                    self._free += 1
+                    self._ended += 1
+                    if runner is not None:
+                        idle.append(runner)
+                slots.release()
+
+        def answered():  # the answers are sent
+            free_slot()
+            with self._lock:
+                self._running -= size
+
+        return runner, free_slot, answered
 
     def _answer(self, lit_api, transport, batch, free_slot, answered):
         """Run one batch through the estimator and send each request its answer.
 
         ``free_slot()`` runs once the estimator is done, before the answers go out (the
-        clients' next requests then find the slot free: a lone client stays on the main
-        thread); ``answered()`` once they are sent (the batch's requests stop counting
-        as running only then: until the HTTP process has their answers, they still count
-        as in flight there).
+        clients' next requests then find the slot free); ``answered()`` once they are
+        sent (the batch's requests stop counting as running only then: until the HTTP
+        process has their answers, they still count as in flight there).
         """
         response_queue_ids, uids, inputs = zip(*batch)
         try:
