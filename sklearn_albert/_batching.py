@@ -4,6 +4,8 @@ Texts are sorted by token count (longest first, so that an out-of-memory error s
 the first batch) and cut into batches that hold at most ``batch_size`` texts and at most
 ``max_tokens_per_batch`` padded tokens; each batch is padded only to its own longest text.
 The encode loop (``_engine.py``) and fine-tuning (``_finetuning.py``) both batch this way.
+A runner that computes only the real tokens (ALBERT on CPU, ``_cpu/unpadded.py``) gets
+batches of about equal real tokens instead (:func:`plan_real_token_batches`).
 """
 
 import numpy as np
@@ -86,6 +88,85 @@ def _least_padding_cuts(widths, batch_size, max_tokens, batch_cost):
     while cuts[-1] > 0:
         cuts.append(int(start_of[cuts[-1]]))
     return cuts[::-1]
+
+
+#: Real tokens per forward pass aimed at when a runner computes only real tokens
+#: (``_cpu/unpadded.py``): passes of a few hundred rows cost more per token, and much
+#: larger ones leave the L2 cache.
+PASS_TOKENS = 1024
+
+#: Fewest real tokens per stream for which such a call is split across the CPU streams: a
+#: smaller call runs as one pass on all the threads.
+STREAM_MIN_TOKENS = 128
+
+
+def plan_real_token_batches(lengths, *, batch_size, max_tokens, streams):
+    """Cut texts into batches of about equal real tokens, as many as the streams (or more).
+
+    Texts are sorted longest first and filled into batches of at most a token target
+    (the call's tokens over a batch count of about :data:`PASS_TOKENS` each, rounded up to
+    a multiple of ``streams``), ``batch_size`` texts and ``max_tokens`` padded tokens. When
+    the budgets make a count that is not a multiple of ``streams``, the target is lowered
+    a little at a time until it is (a few tries; the last batches may then leave a stream
+    idle).
+
+    Parameters
+    ----------
+    lengths : array-like of int
+        Token count of each text.
+    batch_size : int
+        At most this many texts per batch.
+    max_tokens : int
+        At most this many padded tokens (texts x longest text) per batch, the memory the
+        padded hidden states take; one text alone may exceed it.
+    streams : int
+        The CPU streams a call runs on. A call of fewer than :data:`STREAM_MIN_TOKENS` real
+        tokens per stream runs as one batch (within the budgets).
+
+    Returns
+    -------
+    batches : list of ndarray of int
+        Indices into ``lengths``, longest texts first; every index exactly once.
+    """
+    lengths = np.maximum(np.asarray(lengths, dtype=np.int64), 1)
+    if len(lengths) == 0:
+        return []
+    order = np.argsort(-lengths, kind="stable")
+    widths = lengths[order].tolist()
+    total = sum(widths)
+    streams = max(1, int(streams))
+    if total < streams * STREAM_MIN_TOKENS:
+        streams = 1
+    count = -(-max(-(-total // PASS_TOKENS), 1) // streams) * streams
+    target = total / count
+    for _ in range(_RETARGETS):
+        cuts = _greedy_cuts(widths, target, batch_size, max_tokens)
+        if (len(cuts) - 1) % streams == 0 or len(cuts) - 1 >= len(widths):
+            break
+        target *= 0.95
+    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+#: Times :func:`plan_real_token_batches` lowers its token target to reach a multiple of
+#: the streams.
+_RETARGETS = 8
+
+
+def _greedy_cuts(widths, target, batch_size, max_tokens):
+    """Boundaries of batches filled in order up to ``target`` real tokens and the budgets."""
+    cuts, tokens = [0], 0
+    for position, width in enumerate(widths):
+        size = position - cuts[-1]
+        if size and (
+            size >= batch_size
+            or tokens + width > target
+            or (size + 1) * widths[cuts[-1]] > max_tokens
+        ):
+            cuts.append(position)
+            tokens = 0
+        tokens += width
+    cuts.append(len(widths))
+    return cuts
 
 
 def collate(ids, batch, pad_id, pin_memory=False):

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._batching import add_special_tokens, collate, plan_batches
+from ._batching import add_special_tokens, collate, plan_batches, plan_real_token_batches
 from ._cache import rounded_as_stored, rounded_batch
 from ._devices import resolve_dtype
 from ._long_texts import merge_windows, split_into_windows
@@ -357,8 +357,6 @@ def run_batches(loaded, runner, ids, settings, step):
     on_cuda = device.type == "cuda"
     lengths = [len(row) for row in ids]
     if device.type == "cpu" and getattr(runner, "unpadded", False):  # read at each call
-        from ._cpu.unpadded import plan_real_token_batches
-
         batches = plan_real_token_batches(
             lengths,
             batch_size=settings.batch_size,

@@ -454,9 +454,10 @@ class _IdleBatchedLoop(BatchedLoop):
     answers just went out have time to send their next request, so that batches do not
     shrink as they trickle in.
 
-    Running batches: up to :data:`BATCHES_IN_FLIGHT` at once, each on a thread of its own
-    calling the estimator (``transform`` is thread-safe), so that the CPU streams start on
-    the next batch while the last one ends. A batch takes at most its share of the
+    Running batches: up to :data:`BATCHES_IN_FLIGHT` at once, each on a batch thread of
+    its own calling the estimator (``transform`` is thread-safe), so that the CPU streams
+    start on the next batch while the last one ends; a lone client's batch runs on the
+    main thread instead (:meth:`run_batched_loop`). A batch takes at most its share of the
     requests in flight (``1 / BATCHES_IN_FLIGHT`` of them, rounded up), so that a crowd of
     clients splits into as many batches as can overlap instead of one batch running alone.
     LitServe's stop sentinel ends the loop after the running batches have answered.

@@ -15,15 +15,10 @@ import torch
 from _tiny_model import WORDS, build_tiny_albert, generated_sentences
 
 from sklearn_albert import AlbertVectorizer
+from sklearn_albert._batching import PASS_TOKENS, STREAM_MIN_TOKENS, plan_real_token_batches
 from sklearn_albert._cpu import UNPADDED_SWITCH
 from sklearn_albert._cpu.packed_linear import inference_copy, packing_works
-from sklearn_albert._cpu.unpadded import (
-    PASS_TOKENS,
-    STREAM_MIN_TOKENS,
-    UnpaddedAlbert,
-    plan_real_token_batches,
-    supports,
-)
+from sklearn_albert._cpu.unpadded import UnpaddedAlbert, supports
 from sklearn_albert._devices import cpu_supports_bfloat16
 
 needs_packing = pytest.mark.skipif(

@@ -10,8 +10,8 @@ forward pass of a few hundred token rows costs more per token than one of a thou
 LayerNorm on it, and pads only for attention, in groups of texts whose lengths round up
 to the same multiple of :data:`~sklearn_albert._cpu.attention.KEY_MULTIPLE` (each group
 padded to its own longest text). The engine then cuts a call into a few passes of about
-:data:`PASS_TOKENS` real tokens, as many as the CPU streams (or a multiple), of equal
-tokens each (:func:`plan_real_token_batches`).
+``_batching.PASS_TOKENS`` real tokens, as many as the CPU streams (or a multiple), of
+equal tokens each (``_batching.plan_real_token_batches``).
 
 The same text, the same vector: the outputs are bit-identical to the padded model's (the
 tests compare them). A Linear's, LayerNorm's and GELU's row does not depend on the other
@@ -30,20 +30,11 @@ Measured (2-core AVX512-BF16 AMD EPYC, ALBERT-base in bfloat16, 1,000 SST-2 sent
 ``benchmarks/bench_call_sizes.py``): see ``benchmarks/README.md``.
 """
 
-import numpy as np
 import torch  # imported lazily by packed_linear.py, never at package import
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from . import UNPADDED_SWITCH, switched_on
 from .attention import KEY_MULTIPLE, NAME, length_aware_attention
-
-#: Real tokens per forward pass the engine aims at when it plans unpadded batches: passes
-#: of a few hundred rows cost more per token, and much larger ones leave the L2 cache.
-PASS_TOKENS = 1024
-
-#: Fewest real tokens per stream for which a call is split across the CPU streams: a
-#: smaller call runs as one pass on all the threads.
-STREAM_MIN_TOKENS = 128
 
 
 def supports(model):
@@ -195,72 +186,3 @@ def _padded_layout(hidden, rows, n_texts, width):
     padded = hidden.new_zeros(n_texts * width, hidden.shape[-1])
     padded.index_copy_(0, rows, hidden)
     return padded.view(n_texts, width, -1)
-
-
-def plan_real_token_batches(lengths, *, batch_size, max_tokens, streams):
-    """Cut texts into batches of about equal real tokens, as many as the streams (or more).
-
-    Texts are sorted longest first and filled into batches of at most a token target
-    (the call's tokens over a batch count of about :data:`PASS_TOKENS` each, rounded up to
-    a multiple of ``streams``), ``batch_size`` texts and ``max_tokens`` padded tokens. When
-    the budgets make a count that is not a multiple of ``streams``, the target is lowered
-    a little at a time until it is (a few tries; the last batches may then leave a stream
-    idle).
-
-    Parameters
-    ----------
-    lengths : array-like of int
-        Token count of each text.
-    batch_size : int
-        At most this many texts per batch.
-    max_tokens : int
-        At most this many padded tokens (texts x longest text) per batch, the memory the
-        padded hidden states take; one text alone may exceed it.
-    streams : int
-        The CPU streams a call runs on. A call of fewer than :data:`STREAM_MIN_TOKENS` real
-        tokens per stream runs as one batch (within the budgets).
-
-    Returns
-    -------
-    batches : list of ndarray of int
-        Indices into ``lengths``, longest texts first; every index exactly once.
-    """
-    lengths = np.maximum(np.asarray(lengths, dtype=np.int64), 1)
-    if len(lengths) == 0:
-        return []
-    order = np.argsort(-lengths, kind="stable")
-    widths = lengths[order].tolist()
-    total = sum(widths)
-    streams = max(1, int(streams))
-    if total < streams * STREAM_MIN_TOKENS:
-        streams = 1
-    count = -(-max(-(-total // PASS_TOKENS), 1) // streams) * streams
-    target = total / count
-    for _ in range(_RETARGETS):
-        cuts = _greedy_cuts(widths, target, batch_size, max_tokens)
-        if (len(cuts) - 1) % streams == 0 or len(cuts) - 1 >= len(widths):
-            break
-        target *= 0.95
-    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
-
-
-#: Times :func:`plan_real_token_batches` lowers its token target to reach a multiple of
-#: the streams.
-_RETARGETS = 8
-
-
-def _greedy_cuts(widths, target, batch_size, max_tokens):
-    """Boundaries of batches filled in order up to ``target`` real tokens and the budgets."""
-    cuts, tokens = [0], 0
-    for position, width in enumerate(widths):
-        size = position - cuts[-1]
-        if size and (
-            size >= batch_size
-            or tokens + width > target
-            or (size + 1) * widths[cuts[-1]] > max_tokens
-        ):
-            cuts.append(position)
-            tokens = 0
-        tokens += width
-    cuts.append(len(widths))
-    return cuts
