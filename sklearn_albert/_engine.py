@@ -420,8 +420,9 @@ def _cpu_streams(runner, device, n_batches):
             return 1, None
         return max(1, min(int(runner.streams), n_batches)), 1
     from ._cpu.streams import stream_layout
+    from ._threads import threads_for_streams
 
-    streams, threads_per_stream = stream_layout(torch.get_num_threads(), n_batches)
+    streams, threads_per_stream = stream_layout(threads_for_streams(), n_batches)
     return (streams, threads_per_stream) if streams > 1 else (1, None)
 
 

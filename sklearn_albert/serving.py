@@ -47,6 +47,7 @@ except ImportError as error:  # pragma: no cover - the extra is missing
     ) from error
 
 from ._serving_metrics import RequestMetrics, RequestTable, metrics_endpoint
+from ._threads import run_torch_on_streams_only
 
 __all__ = ["RequestError", "build_server", "check_texts", "load_estimator", "serve"]
 
@@ -328,10 +329,10 @@ class _InFlightLimit:
     """ASGI middleware: at most ``limit`` requests to ``paths`` in flight, else 503.
 
     The count is shared by every HTTP process of the server (a ``multiprocessing.Value``
-    created before LitServe forks them); a request counts from its arrival until its
-    answer is sent, waiting for a worker or being computed. ``path_counters`` (path ->
-    ``multiprocessing.Value``), where given, count each path's requests admitted in the
-    same way, for its inference workers to read.
+    created before LitServe forks them); a request counts from its arrival until the last
+    part of its answer is sent, waiting for a worker or being computed.
+    ``path_counters`` (path -> ``multiprocessing.Value``), where given, count each path's
+    requests admitted in the same way, for its inference workers to read.
     """
 
     def __init__(self, app, *, limit, counter, paths, path_counters=None):
@@ -364,14 +365,26 @@ class _InFlightLimit:
         if path_counter is not None:
             with path_counter.get_lock():
                 path_counter.value += 1
+        counted = [self.counter] + ([path_counter] if path_counter is not None else [])
+
+        def release():  # once per request
+            while counted:
+                counter = counted.pop()
+                with counter.get_lock():
+                    counter.value -= 1
+
+        async def send_then_release(message):
+            # The request leaves the count as the last part of its answer goes out, before
+            # the client can read it: a client that sends its next request on the same
+            # connection at once (keep-alive) must not find its last one still counted.
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                release()
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_then_release)
         finally:
-            if path_counter is not None:
-                with path_counter.get_lock():
-                    path_counter.value -= 1
-            with self.counter.get_lock():
-                self.counter.value -= 1
+            release()
 
 
 # ---------------------------------------------------------------------- the endpoints
@@ -388,27 +401,34 @@ class _FirstRequest:
     processes), it also ends the batch once every request in flight has joined it or a
     batch still running (``running`` requests): what is queued still joins, and when the
     queue is empty it lowers ``lit_api.max_batch_size`` to the batch's size, which ends
-    LitServe's collation at its next check (the caller restores it). Waiting longer could
-    add no request, only delay the ones taken. With ``other_ended`` (a callable), the batch
-    also ends, once the queue is empty, ``grace`` seconds after it first returns True: a
-    batch that was running when this one began has ended, the CPU streams are free for
-    this one, and the grace lets the clients just answered by it join.
+    LitServe's collation at its next check (the caller restores it). With ``settle``
+    seconds, it ends only once every request in flight has been in for that long since
+    the last one joined: while another batch runs, the clients it has just answered send
+    their next requests within milliseconds, and the count does not hold them meanwhile.
+    With ``other_ended`` (a callable), the batch also ends, once the queue is empty,
+    ``grace`` seconds after it first returns True: a batch that was running when this one
+    began has ended, the CPU streams are free for this one, and the grace lets the
+    clients just answered by it join.
     """
 
-    def __init__(self, queue, first, lit_api=None, running=0, other_ended=None, grace=0.0):
+    def __init__(
+        self, queue, first, lit_api=None, running=0, other_ended=None, grace=0.0, settle=0.0
+    ):
         self._queue = queue
         self._first = [first]
         self._lit_api = lit_api
         self._running = running
         self._other_ended = other_ended
         self._grace = grace
+        self._settle = settle
         self._cut_at = None
+        self._everyone_since = None
         self.taken = 0
 
     def get(self, block=True, timeout=None):
         if self._first:
             return self._take(self._first.pop())
-        if self._everyone_in() or self._past_cut():
+        if self._settled() or self._past_cut():
             try:
                 return self._take(self._queue.get_nowait())
             except Empty:
@@ -423,11 +443,24 @@ class _FirstRequest:
 
     def _take(self, request):
         self.taken += 1
+        self._everyone_since = None  # settle counts from the last request to join
         return request
 
     def _everyone_in(self):
         in_flight = getattr(self._lit_api, "in_flight", None)
         return in_flight is not None and self.taken + self._running >= in_flight.value
+
+    def _settled(self):
+        """Every request in flight has joined, for ``settle`` seconds since the last one."""
+        if not self._everyone_in():
+            self._everyone_since = None
+            return False
+        if self._settle <= 0:
+            return True
+        now = time.monotonic()
+        if self._everyone_since is None:
+            self._everyone_since = now
+        return now - self._everyone_since >= self._settle
 
     def _past_cut(self):
         if self._cut_at is None:
@@ -452,7 +485,9 @@ class _IdleBatchedLoop(BatchedLoop):
     While another batch runs, the wait is not cut by ``batch_timeout`` but by the end of
     that batch, plus ``batch_timeout`` (the cores are busy until then): clients whose
     answers just went out have time to send their next request, so that batches do not
-    shrink as they trickle in.
+    shrink as they trickle in. For the same reason, a batch collected while another runs
+    ends on "every request in flight has joined" only ``batch_timeout`` after the last
+    request joined (measured in ``benchmarks/README.md``).
 
     Running batches: up to :data:`BATCHES_IN_FLIGHT` at once, each on a batch thread of
     its own calling the estimator (``transform`` is thread-safe), so that the CPU streams
@@ -485,6 +520,7 @@ class _IdleBatchedLoop(BatchedLoop):
             running,
             other_ended=(lambda: self._ended > ended) if other_running else None,
             grace=lit_api.batch_timeout,
+            settle=lit_api.batch_timeout if other_running else 0.0,
         )
         # LitServe's collation reads both limits from the API at every step.
         batch_timeout, max_batch_size = lit_api.batch_timeout, lit_api.max_batch_size
@@ -510,13 +546,26 @@ class _IdleBatchedLoop(BatchedLoop):
         # that loaded and warmed up the model, with no hand-off (on another thread, one
         # short text took 24-31 ms instead of 16-18); any other goes to the first idle of
         # BATCHES_IN_FLIGHT threads, and the main thread collects the next one meanwhile.
+        # The batch threads run torch on one intra-op thread (their forward passes still
+        # spread over the engine's streams): a team of threads of their own would make
+        # libgomp stop spinning in every team, the main thread's included, and a lone
+        # client's batch would take 39.5-46 ms instead of 26-28 (run_torch_on_streams_only).
+        import torch
+
         self._lock = threading.Lock()
         slots = threading.BoundedSemaphore(BATCHES_IN_FLIGHT)
         idle = list(range(BATCHES_IN_FLIGHT))
         in_flight = getattr(lit_api, "in_flight", None)
         with ExitStack() as running:
             runners = [
-                running.enter_context(ThreadPoolExecutor(1, thread_name_prefix=f"batch_{i}"))
+                running.enter_context(
+                    ThreadPoolExecutor(
+                        1,
+                        thread_name_prefix=f"batch_{i}",
+                        initializer=run_torch_on_streams_only,
+                        initargs=(torch.get_num_threads(),),
+                    )
+                )
                 for i in range(BATCHES_IN_FLIGHT)
             ]
             while True:
@@ -763,12 +812,13 @@ class EstimatorAPI(ls.LitAPI):
         started = time.perf_counter()
         output = getattr(self.estimator, self.method)(texts)
         logger.debug(
-            "/%s batch: %d request(s), %d text(s), %d characters, %.3f s",
+            "/%s batch: %d request(s), %d text(s), %d characters, %.3f s on %s",
             self.method,
             len(requests),
             len(texts),
             sum(map(len, texts)),
             time.perf_counter() - started,
+            threading.current_thread().name,
         )
         rows = _as_rows(output)
         answers, start = [], 0

@@ -705,6 +705,52 @@ def _one_batch(loop, api, requests):
     return taken[0]
 
 
+def test_a_request_leaves_the_in_flight_count_as_the_last_part_of_its_answer_goes_out():
+    import asyncio
+
+    from sklearn_albert import serving
+
+    counter, path_counter = serving._SPAWN.Value("i", 0), serving._SPAWN.Value("i", 0)
+    sent = []  # (message type, more_body, counts when the transport got it)
+
+    async def transport(message):
+        sent.append((message["type"], message.get("more_body", False), counter.value))
+
+    async def answer_in_two_parts(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+        await send({"type": "http.response.body", "body": b"}"})
+        # Work after the answer (a background task) no longer counts as in flight.
+        assert (counter.value, path_counter.value) == (0, 0)
+
+    async def fail_before_answering(scope, receive, send):
+        raise RuntimeError("the app broke")
+
+    def middleware(app):
+        return serving._InFlightLimit(
+            app,
+            limit=4,
+            counter=counter,
+            paths={"/predict"},
+            path_counters={"/predict": path_counter},
+        )
+
+    scope = {"type": "http", "path": "/predict"}
+    asyncio.run(middleware(answer_in_two_parts)(scope, None, transport))
+    # Counted while the answer's first parts go out, not by the time its last one does:
+    # a keep-alive client's next request never finds this one still counted.
+    assert sent == [
+        ("http.response.start", False, 1),
+        ("http.response.body", True, 1),
+        ("http.response.body", False, 0),
+    ]
+    assert (counter.value, path_counter.value) == (0, 0)  # released once, not twice
+
+    with pytest.raises(RuntimeError, match="the app broke"):
+        asyncio.run(middleware(fail_before_answering)(scope, None, transport))
+    assert (counter.value, path_counter.value) == (0, 0)
+
+
 def test_a_lone_request_does_not_wait_for_a_batch_that_cannot_fill():
     from sklearn_albert import serving
 
@@ -768,6 +814,41 @@ def test_while_another_batch_runs_a_batch_waits_for_it_to_end():
     assert batch == [(0, "x", ["x"])]
     assert 0.3 <= waited < serving.OVERLAP_WAIT_LIMIT
     assert api.batch_timeout == 0.05
+
+
+def test_while_another_batch_runs_a_batch_waits_for_the_clients_it_just_answered():
+    from sklearn_albert import serving
+
+    # Six requests of a running batch, two more in flight: one queued, one on its way (a
+    # batch's share of eight in flight is four).
+    in_flight = serving._SPAWN.Value("i", 8)
+    api = serving.EstimatorAPI("m.joblib", "predict", batch_timeout=0.3, in_flight=in_flight)
+    api.request_timeout = 7200
+    loop = serving._batched_loop(api.max_batch_size)
+    loop._running, loop._free = 6, 1
+    waiting = __import__("queue").Queue()
+    waiting.put((0, "x", time.monotonic(), ["x"]))
+
+    def arrive(uid):  # counted in flight by the HTTP process, then queued
+        in_flight.value += uid != "y"
+        waiting.put((0, uid, time.monotonic(), [uid]))
+
+    # y completes the count at 0.05 s; z, a client just answered by the running batch,
+    # comes back 0.15 s later: within batch_timeout of "everyone in", so it joins.
+    timers = [threading.Timer(0.05, arrive, ("y",)), threading.Timer(0.2, arrive, ("z",))]
+    started = time.monotonic()
+    for timer in timers:
+        timer.start()
+    taken = []
+    worker = threading.Thread(
+        target=lambda: taken.append(loop.get_batch_requests(api, waiting, None)), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=60)
+    waited = time.monotonic() - started
+    assert [uid for _, uid, _ in taken[0][0]] == ["x", "y", "z"]
+    assert 0.2 + 0.3 <= waited < serving.OVERLAP_WAIT_LIMIT  # ended 0.3 s after z
+    assert (api.batch_timeout, api.max_batch_size) == (0.3, serving.DEFAULT_MAX_BATCH_SIZE)
 
 
 def test_a_crowd_splits_into_batches_that_overlap():

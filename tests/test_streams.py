@@ -95,6 +95,42 @@ def test_a_single_batch_runs_inline_on_the_callers_threads(
     assert seen == [(threading.current_thread().name, 2, 2)]
 
 
+def test_a_thread_on_streams_only_runs_its_batches_on_the_streams_and_gets_the_same_bits(
+    vectorizer, monkeypatch, two_torch_threads
+):
+    from sklearn_albert._threads import run_torch_on_streams_only, threads_for_streams
+
+    texts = generated_sentences(60, seed=7)
+    vectorizer.set_params(embedding_cache=None, batch_size=8).fit(texts)
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_UNPADDED", "0")  # padded batches of 8
+    expected = vectorizer.transform(texts)
+    assert threads_for_streams() == 2  # the caller's own count, where nothing was lent
+
+    seen = record_forward_threads(monkeypatch)
+    outcome = {}
+
+    def batch_thread():  # what a server's batch thread does
+        run_torch_on_streams_only(2)
+        outcome["threads"] = (torch.get_num_threads(), threads_for_streams())
+        outcome["features"] = vectorizer.transform(texts)
+        outcome["one batch"] = vectorizer.transform(texts[:2])
+
+    thread = threading.Thread(target=batch_thread, name="batch_0")
+    thread.start()
+    thread.join()
+
+    # Its own torch work runs on one thread (no OpenMP team of its own)...
+    assert outcome["threads"] == (1, 2)
+    # ... its batches on both streams, each at one thread...
+    streamed = [entry for entry in seen if entry[0].startswith("sklearn_albert_stream")]
+    assert len(streamed) == 8 and {threads for _, threads, _ in streamed} == {1}
+    # ... a single batch inline, at its one thread; and the features are the same bits.
+    assert seen[-1] == ("batch_0", 1, 2)
+    np.testing.assert_array_equal(outcome["features"], expected)
+    np.testing.assert_array_equal(outcome["one batch"], expected[:2])
+    assert torch.get_num_threads() == 2 and threads_for_streams() == 2  # this thread's own
+
+
 def test_an_error_in_a_worker_reaches_the_caller_and_restores_its_threads(
     vectorizer, monkeypatch, two_torch_threads
 ):
