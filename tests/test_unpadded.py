@@ -18,7 +18,7 @@ from sklearn_albert import AlbertVectorizer
 from sklearn_albert._batching import PASS_TOKENS, STREAM_MIN_TOKENS, plan_real_token_batches
 from sklearn_albert._cpu import UNPADDED_SWITCH
 from sklearn_albert._cpu.packed_linear import inference_copy, packing_works
-from sklearn_albert._cpu.unpadded import UnpaddedAlbert, supports
+from sklearn_albert._cpu.unpadded import UnpaddedAlbert, packed_height, supports
 from sklearn_albert._devices import cpu_supports_bfloat16
 
 needs_packing = pytest.mark.skipif(
@@ -113,6 +113,18 @@ def test_the_copy_leaves_padding_rows_zero_and_falls_back_on_a_mask_with_holes(m
     )
     torch.testing.assert_close(output.pooler_output, expected.pooler_output, atol=1e-5, rtol=1e-4)
 
+    # Every layer, read in the padded layout when asked (and a slice of them).
+    for layer in (0, 3, -1):
+        assert not output.hidden_states[layer][~tokens].any()
+        torch.testing.assert_close(
+            output.hidden_states[layer][tokens],
+            expected.hidden_states[layer][tokens],
+            atol=1e-5,
+            rtol=1e-4,
+        )
+    assert [state.shape for state in output.hidden_states[-2:]] == [input_ids.shape + (32,)] * 2
+    torch.testing.assert_close(output.hidden_states[-1], output.last_hidden_state)
+
     holes = attention_mask.clone()
     holes[0, 1] = 0  # not left-aligned padding: the model's own forward pass runs
     with torch.inference_mode():
@@ -179,3 +191,12 @@ def test_a_small_call_runs_as_one_batch():
     lengths = [10] * (2 * STREAM_MIN_TOKENS // 10 - 1)
     assert len(plan_real_token_batches(lengths, batch_size=64, max_tokens=4096, streams=2)) == 1
     assert plan_real_token_batches([], batch_size=8, max_tokens=64, streams=2) == []
+
+
+def test_packed_matrices_take_few_heights_at_little_extra():
+    # oneDNN keeps a kernel per matrix height: passes of any token count meet few heights.
+    heights = {n: packed_height(n) for n in range(1, 4097)}
+    assert all(height >= n and height % 8 == 0 for n, height in heights.items())
+    assert max(height / n for n, height in heights.items() if n >= 128) <= 1 + 1 / 16
+    assert len(set(heights.values())) <= 16 * 12  # 16 per doubling
+    assert len({heights[n] for n in range(512, 1025)}) <= 17

@@ -36,6 +36,22 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from . import UNPADDED_SWITCH, switched_on
 from .attention import KEY_MULTIPLE, NAME, length_aware_attention
 
+#: The packed token matrix is filled with zero rows up to a height of this many
+#: significant bits (at least :data:`MIN_ROW_STEP` rows apart): at most 1/16 more rows
+#: from 128 tokens, 16 heights per doubling. oneDNN builds a kernel for each matrix
+#: height it meets and keeps it in a cache of up to 1,024 per thread; with heights of
+#: every token count, a server's inference worker kept building kernels and grew by
+#: 329 MB in 30 s of overload, against 126 MB with these heights
+#: (``benchmarks/bench_serve.py``).
+HEIGHT_BITS = 5
+MIN_ROW_STEP = 8
+
+
+def packed_height(n_tokens):
+    """The rows a pass of ``n_tokens`` packed tokens runs on (tokens, then zero rows)."""
+    step = max(MIN_ROW_STEP, 1 << max(0, int(n_tokens).bit_length() - HEIGHT_BITS))
+    return -(-int(n_tokens) // step) * step
+
 
 def supports(model):
     """Whether ``model`` (an inference copy) is an ALBERT this module can run unpadded."""
@@ -105,6 +121,9 @@ class UnpaddedAlbert(torch.nn.Module):
         rows = attention_mask.reshape(-1).bool().nonzero().squeeze(1)  # packed -> padded
         embedded = model.embeddings(input_ids=input_ids)
         hidden = embedded.reshape(n_texts * width, -1).index_select(0, rows)
+        spare = packed_height(len(rows)) - len(rows)  # a few matrix heights, not all
+        if spare:
+            hidden = torch.cat((hidden, hidden.new_zeros(spare, hidden.shape[1])))
         encoder = model.encoder
         hidden = encoder.embedding_hidden_mapping_in(hidden)
         groups = _attention_groups(lengths, width)
@@ -113,7 +132,7 @@ class UnpaddedAlbert(torch.nn.Module):
         for index in range(config.num_hidden_layers):
             group = int(index / (config.num_hidden_layers / config.num_hidden_groups))
             for layer in encoder.albert_layer_groups[group].albert_layers:
-                hidden = _albert_layer(layer, hidden, groups)
+                hidden = _albert_layer(layer, hidden, groups, len(rows))
             states.append(_padded_layout(hidden, rows, n_texts, width))
         last = states[-1]
         pooled = None
@@ -151,8 +170,12 @@ def _attention_groups(lengths, width):
     return groups
 
 
-def _albert_layer(layer, hidden, groups):
-    """One ``AlbertLayer`` on packed tokens: the same modules, in the same order."""
+def _albert_layer(layer, hidden, groups, n_tokens):
+    """One ``AlbertLayer`` on packed tokens: the same modules, in the same order.
+
+    ``hidden`` holds the ``n_tokens`` token rows, then zero rows up to
+    :func:`packed_height`; those stay out of attention (their context is zeros).
+    """
     attention = layer.attention
     heads, head_size = attention.num_attention_heads, attention.attention_head_size
     # Three calls on one tensor: fused projections compute them in one matmul.
@@ -175,6 +198,7 @@ def _albert_layer(layer, hidden, groups):
         output = output.reshape(n_texts * width, heads * head_size)
         if context is None:
             context = output.new_empty(hidden.shape[0], heads * head_size)
+            context[n_tokens:] = 0
         context.index_copy_(0, cells.index_select(0, tokens), output.index_select(0, tokens))
     attended = attention.LayerNorm(hidden + attention.dense(context))
     feed_forward = layer.ffn_output(layer.activation(layer.ffn(attended)))
@@ -184,5 +208,5 @@ def _albert_layer(layer, hidden, groups):
 def _padded_layout(hidden, rows, n_texts, width):
     """Packed token rows back in a ``(texts, width, hidden)`` tensor, zeros at padding."""
     padded = hidden.new_zeros(n_texts * width, hidden.shape[-1])
-    padded.index_copy_(0, rows, hidden)
+    padded.index_copy_(0, rows, hidden[: len(rows)])
     return padded.view(n_texts, width, -1)
