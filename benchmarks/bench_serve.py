@@ -84,7 +84,10 @@ SCENARIOS = ("throughput", "baselines", "latency", "tail", "overload", "sigterm"
 DEFAULT_TUNE_GRID = "1:16:0.01,1:32:0.01,1:64:0.02,1:64:0.05,2:32:0.02"
 BURST_GAP_SECONDS = 0.005
 #: What ``sklearn_albert.serving`` logs per batch at ``--log-level debug``.
-BATCH_LINE = re.compile(r"/predict batch: (\d+) request\(s\), (\d+) text\(s\)")
+BATCH_LINE = re.compile(
+    r"/predict batch: (\d+) request\(s\), (\d+) text\(s\), \d+ characters, ([\d.]+) s"
+    r"(?: on (\S+))?"
+)
 
 # ---------------------------------------------------------------------- texts and model
 
@@ -229,7 +232,15 @@ class Server:
             handle.seek(start)
             text = handle.read(end - start).decode(errors="replace")
         found = BATCH_LINE.findall(text)
-        return [(int(requests), int(texts)) for requests, texts in found]
+        return [(int(requests), int(texts)) for requests, texts, _, _ in found]
+
+    def batch_details_logged(self, start, end):
+        """``(texts, estimator seconds, thread name)`` of each batch in the debug log."""
+        with open(self.log_path, "rb") as handle:
+            handle.seek(start)
+            text = handle.read(end - start).decode(errors="replace")
+        found = BATCH_LINE.findall(text)
+        return [(int(texts), float(seconds), thread) for _, texts, seconds, thread in found]
 
     def log_tail(self, n_chars=3000):
         return self.log_path.read_text(errors="replace")[-n_chars:]
@@ -263,15 +274,19 @@ class Server:
 
     def rss_bytes(self):
         """Resident memory summed over the server's processes (``VmRSS``)."""
+        return sum(self.rss_by_process().values())
+
+    def rss_by_process(self):
+        """``{pid: resident bytes}`` of every live process of the server."""
         import psutil
 
-        total = 0
+        rss = {}
         for process in self.processes():
             try:
-                total += process.memory_info().rss
+                rss[process.pid] = process.memory_info().rss
             except psutil.NoSuchProcess:
                 pass
-        return total
+        return rss
 
     def process_roles(self):
         """``{pid: "main" | "http" | "inference worker" | "other", rss MB}`` of each process.
@@ -597,6 +612,9 @@ def add_batches(row, server, log_start):
         row["mean_batch_texts"] = float(np.mean([texts for _, texts in batches]))
         row["max_batch_texts"] = max(texts for _, texts in batches)
         row["batch_sizes"] = [texts for _, texts in batches]
+        details = server.batch_details_logged(log_start, server.log_size())
+        row["batch_estimator_ms_p50"] = _percentile_ms([seconds for _, seconds, _ in details], 50)
+        row["batch_threads"] = dict(Counter(thread or "?" for _, _, thread in details))
 
 
 def run_offline(pipeline, texts, servers, *, label):
@@ -617,7 +635,9 @@ def run_in_process_batches(pipeline, texts, batch_sizes, servers, *, label):
     """``pipeline.predict`` in this process on consecutive slices of ``texts``, one call
     per batch the server ran (``batch_sizes``, in its order), as many calls at once as a
     server worker runs (``serving.BATCHES_IN_FLIGHT`` threads taking the slices in
-    order): what the served batches cost without HTTP, queues or other processes."""
+    order, each running torch on one thread and its passes on the streams, as a worker's
+    batch threads do): what the served batches cost without HTTP, queues or other
+    processes."""
     _paused_except(servers, None)
     time.sleep(0.5)
     slices, start = [], 0
@@ -628,9 +648,17 @@ def run_in_process_batches(pipeline, texts, batch_sizes, servers, *, label):
         start += size
     if start < len(texts):
         slices.append(texts[start:])
+    import torch
+
+    from sklearn_albert._threads import run_torch_on_streams_only
     from sklearn_albert.serving import BATCHES_IN_FLIGHT
 
-    with Phase(servers) as phase, ThreadPoolExecutor(BATCHES_IN_FLIGHT) as callers:
+    callers = ThreadPoolExecutor(  # as a worker's batch threads run
+        BATCHES_IN_FLIGHT,
+        initializer=run_torch_on_streams_only,
+        initargs=(torch.get_num_threads(),),
+    )
+    with Phase(servers) as phase, callers:
         list(callers.map(pipeline.predict, slices))
     row = {"scenario": label, "system": "in-process, served batches", "clients": None}
     row.update({"requests": len(slices), "ok": len(texts), "seconds": phase.seconds})
@@ -752,12 +780,16 @@ def scenario_overload(ctx):
     rate = 4 * ctx["capacity"]
     _paused_except(ctx["servers"], served)
     bodies = _bodies(served, ctx["texts"])
-    rss_before = served.rss_bytes()
-    samples, stop = [], threading.Event()
+    by_process_before = served.rss_by_process()
+    rss_before = sum(by_process_before.values())
+    samples, by_process_peak, stop = [], dict(by_process_before), threading.Event()
 
     def sample():
         while not stop.wait(0.25):
-            samples.append(served.rss_bytes())
+            by_process = served.rss_by_process()
+            samples.append(sum(by_process.values()))
+            for pid, rss in by_process.items():
+                by_process_peak[pid] = max(rss, by_process_peak.get(pid, 0))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -797,6 +829,14 @@ def scenario_overload(ctx):
             "rss_before_mb": common.megabytes(rss_before),
             "rss_peak_mb": common.megabytes(max([rss_before, rss_after, *samples])),
             "rss_after_mb": common.megabytes(rss_after),
+            # Which process grew: {pid: [MB before, peak MB during and after]}.
+            "rss_mb_by_pid": {
+                str(pid): [
+                    round(common.megabytes(by_process_before.get(pid, 0))),
+                    round(common.megabytes(peak)),
+                ]
+                for pid, peak in by_process_peak.items()
+            },
         }
     )
     growth = max([rss_after, *samples]) / rss_before - 1
