@@ -227,20 +227,15 @@ class Server:
         return self.log_path.stat().st_size if self.log_path.exists() else 0
 
     def batches_logged(self, start, end):
-        """Requests and texts per batch, from the server's debug log between two offsets."""
+        """``(requests, texts, estimator seconds, thread name)`` of each batch in the
+        server's debug log between two offsets (the thread is "?" for older servers)."""
         with open(self.log_path, "rb") as handle:
             handle.seek(start)
             text = handle.read(end - start).decode(errors="replace")
-        found = BATCH_LINE.findall(text)
-        return [(int(requests), int(texts)) for requests, texts, _, _ in found]
-
-    def batch_details_logged(self, start, end):
-        """``(texts, estimator seconds, thread name)`` of each batch in the debug log."""
-        with open(self.log_path, "rb") as handle:
-            handle.seek(start)
-            text = handle.read(end - start).decode(errors="replace")
-        found = BATCH_LINE.findall(text)
-        return [(int(texts), float(seconds), thread) for _, texts, seconds, thread in found]
+        return [
+            (int(requests), int(texts), float(seconds), thread or "?")
+            for requests, texts, seconds, thread in BATCH_LINE.findall(text)
+        ]
 
     def log_tail(self, n_chars=3000):
         return self.log_path.read_text(errors="replace")[-n_chars:]
@@ -608,13 +603,13 @@ def add_batches(row, server, log_start):
     time.sleep(0.2)  # the last batch's line
     batches = server.batches_logged(log_start, server.log_size())
     if batches:
+        sizes = [texts for _, texts, _, _ in batches]
         row["batches"] = len(batches)
-        row["mean_batch_texts"] = float(np.mean([texts for _, texts in batches]))
-        row["max_batch_texts"] = max(texts for _, texts in batches)
-        row["batch_sizes"] = [texts for _, texts in batches]
-        details = server.batch_details_logged(log_start, server.log_size())
-        row["batch_estimator_ms_p50"] = _percentile_ms([seconds for _, seconds, _ in details], 50)
-        row["batch_threads"] = dict(Counter(thread or "?" for _, _, thread in details))
+        row["mean_batch_texts"] = float(np.mean(sizes))
+        row["max_batch_texts"] = max(sizes)
+        row["batch_sizes"] = sizes
+        row["batch_estimator_ms_p50"] = _percentile_ms([s for _, _, s, _ in batches], 50)
+        row["batch_threads"] = dict(Counter(thread for _, _, _, thread in batches))
 
 
 def run_offline(pipeline, texts, servers, *, label):

@@ -817,6 +817,8 @@ def test_while_another_batch_runs_a_batch_waits_for_it_to_end():
 
 
 def test_while_another_batch_runs_a_batch_waits_for_the_clients_it_just_answered():
+    import queue
+
     from sklearn_albert import serving
 
     # Six requests of a running batch, two more in flight: one queued, one on its way (a
@@ -826,7 +828,7 @@ def test_while_another_batch_runs_a_batch_waits_for_the_clients_it_just_answered
     api.request_timeout = 7200
     loop = serving._batched_loop(api.max_batch_size)
     loop._running, loop._free = 6, 1
-    waiting = __import__("queue").Queue()
+    waiting = queue.Queue()
     waiting.put((0, "x", time.monotonic(), ["x"]))
 
     def arrive(uid):  # counted in flight by the HTTP process, then queued
