@@ -85,23 +85,39 @@ def pool_hidden_states(hidden_states, attention_mask):
     """
     import torch
 
-    # Autocast is off: inside the forward pass's bfloat16 context a matmul (the mean) would
-    # otherwise run in bfloat16. Layer by layer, each hidden state is read in place rather
-    # than stacked into one more copy of every token vector.
+    # Autocast is off: inside the forward pass's bfloat16 context the mean would otherwise
+    # run in bfloat16. Layer by layer, each hidden state is read in place rather than
+    # stacked into one more copy of every token vector.
     with torch.autocast(device_type=attention_mask.device.type, enabled=False):
         mask = attention_mask.to(torch.float32)
         # Clamped so that a fully masked row yields zeros instead of NaN.
         n_tokens = mask.sum(dim=1).clamp(min=1)
-        mean_weights = (mask / n_tokens[:, None])[:, None, :]  # (batch, 1, seq_len)
+        mean_weights = (mask / n_tokens[:, None])[:, :, None]  # (batch, seq_len, 1)
         padding = ~attention_mask.bool()[:, :, None]
         per_layer = []
         for layer in hidden_states:
             layer = layer.to(torch.float32)
             cls = layer[:, 0]
-            mean = torch.bmm(mean_weights, layer)[:, 0]
+            mean = _padding_free_sum(layer * mean_weights)
             maximum = layer.masked_fill(padding, float("-inf")).amax(dim=1)
             per_layer.append(torch.stack((cls, mean, maximum), dim=1))  # (batch, 3, dim)
         return torch.stack(per_layer, dim=2)
+
+
+def _padding_free_sum(weighted):
+    """Sum ``(batch, seq_len, dim)`` over the tokens, whatever the padding after them.
+
+    The same text, the same vector: alone, a text's hidden states come padded to its own
+    length; in a batch, to the batch's longest text. A matmul's reduction over the
+    sequence (``bmm``) is blocked by that length on some CPUs (on an AMX Xeon, the same
+    tokens pooled to other last bits), so the tokens are added one position after the
+    other, each addition over the whole batch at once: the padding adds exact zeros after
+    the last token.
+    """
+    total = weighted[:, 0].clone()
+    for position in range(1, weighted.shape[1]):
+        total += weighted[:, position]
+    return total
 
 
 def pool_tokens(token_vectors, attention_mask, pooling):

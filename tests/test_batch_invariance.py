@@ -14,6 +14,7 @@ import random
 import numpy as np
 import pytest
 from _tiny_model import WORDS, build_tiny_albert, generated_sentences
+from conftest import minilm_path
 from sklearn.base import clone
 
 from sklearn_albert import AlbertVectorizer, _cli, clear_cache
@@ -148,3 +149,49 @@ def test_dask_partitions(fitted):
     series = dd.from_pandas(pd.Series(CORPUS), npartitions=3)
     features = _with(vectorizer).transform(series).compute(scheduler="threads")
     assert np.array_equal(np.asarray(features), expected)
+
+
+# The tiny model's small matrices do not reach the kernels a real checkpoint runs through:
+# on CPUs with AMX, oneDNN's bfloat16 kernels for ALBERT-base's shapes block their sums by
+# the matrix height, and a sentence alone got other features than in a batch (up to 0.016
+# apart) until packed Linear layers ran in calls of fixed height (``rows_per_call``).
+REAL_SENTENCES = [
+    "the film is a charming and often affecting journey .",
+    "unflinchingly bleak and desperate",
+    "it 's slow -- very , very slow .",
+    "a sometimes tedious film .",
+    "the acting , costumes , music , cinematography and sound are all astounding given the "
+    "production 's austere locales .",
+    "if you sometimes like to go to the movies to have fun , wasabi is a good place to start .",
+    "an often-deadly boring , strange reading of a classic whose witty dialogue is treated "
+    "with a baffling casual approach",
+    "we root for ( clara and paul ) , even like them , though perhaps it 's an emotion closer "
+    "to pity .",
+    "it 's a lovely film with lovely performances by buy and accorsi .",
+    "no one goes unindicted here , which is probably for the best .",
+    "a gorgeous , witty , seductive movie .",
+    "ultimately , it ponders the reasons we need stories so much .",
+]
+
+
+@pytest.fixture(scope="module", params=["albert-base", "minilm"])
+def real_model(request):
+    if request.param == "minilm":
+        return minilm_path()
+    return request.getfixturevalue("albert_base_path")
+
+
+@pytest.mark.parametrize("dtype", ["auto", "float32"])
+def test_real_checkpoints_alone_in_a_batch_and_shuffled(real_model, dtype):
+    vectorizer = AlbertVectorizer(str(real_model), dtype=dtype, embedding_cache=None)
+    together = vectorizer.fit(REAL_SENTENCES).transform(REAL_SENTENCES)
+    alone = np.concatenate([vectorizer.transform([text]) for text in REAL_SENTENCES])
+    order = np.random.default_rng(1).permutation(len(REAL_SENTENCES))
+    shuffled = vectorizer.transform([REAL_SENTENCES[i] for i in order])
+    split = np.concatenate(
+        [vectorizer.transform(REAL_SENTENCES[:5]), vectorizer.transform(REAL_SENTENCES[5:])]
+    )
+
+    assert np.array_equal(alone, together)
+    assert np.array_equal(shuffled, together[order])
+    assert np.array_equal(split, together)

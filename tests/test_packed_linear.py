@@ -52,6 +52,70 @@ def test_packed_linear_computes_what_linear_computes(gelu):
     torch.testing.assert_close(reduced.float(), expected, atol=3e-2, rtol=3e-2)
 
 
+# ALBERT-base's Linear shapes (embedding projection, fused query/key/value, attention
+# output, feed-forward in and out): oneDNN picks its kernels by shape, so the tiny model's
+# layers alone would not exercise the kernels a real checkpoint runs through.
+BASE_SHAPES = [(128, 768), (768, 2304), (768, 768), (768, 3072), (3072, 768)]
+
+
+@needs_packing
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(("in_features", "out_features"), BASE_SHAPES)
+def test_a_row_gets_the_same_bits_whatever_rows_run_beside_it(dtype, in_features, out_features):
+    # The unpadded ALBERT pass runs matrices of 8 rows and up (packed_height); a text's
+    # vector must not depend on how many rows of other texts share its matrix, nor on
+    # the thread count of the stream that runs it.
+    generator = torch.Generator().manual_seed(3)
+    linear = torch.nn.Linear(in_features, out_features)
+    rows = torch.randn(600, in_features, generator=generator)
+    packed = PackedLinear(linear, dtype)
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        expected = packed(rows)
+        try:
+            torch.set_num_threads(1)
+            one_thread = packed(rows[:40])
+        finally:
+            torch.set_num_threads(threads)
+        different = [
+            height
+            for height in (8, 16, 24, 32, 40, 48, 64, 96, 200, 328, 512)
+            if not torch.equal(packed(rows[:height]), expected[:height])
+        ]
+        shifted = packed(torch.cat([rows[500:517], rows[:100]]))[17:]
+
+    assert different == []
+    assert torch.equal(one_thread, expected[:40])
+    assert torch.equal(shifted, expected[:100])
+
+
+def test_bfloat16_runs_in_calls_of_32_rows_on_amx_only(monkeypatch):
+    monkeypatch.setattr(_packed_linear, "_cpu_has_amx", lambda: True)
+    assert _packed_linear.rows_per_call(torch.bfloat16) == _packed_linear.AMX_ROWS_PER_CALL
+    assert _packed_linear.rows_per_call(torch.float32) is None
+    monkeypatch.setenv("SKLEARN_ALBERT_CPU_BATCH_INVARIANT", "0")
+    assert _packed_linear.rows_per_call(torch.bfloat16) is None
+    monkeypatch.delenv("SKLEARN_ALBERT_CPU_BATCH_INVARIANT")
+    monkeypatch.setattr(_packed_linear, "_cpu_has_amx", lambda: False)
+    assert _packed_linear.rows_per_call(torch.bfloat16) is None
+
+
+@needs_packing
+def test_calls_of_32_rows_compute_what_one_call_computes(monkeypatch):
+    # Whatever the CPU, the tiled path (zero rows filling the last call) gives the rows
+    # and the shape of one call, up to the kernels' rounding.
+    linear = torch.nn.Linear(48, 40)
+    inputs = torch.randn(3, 25, 48, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        monkeypatch.setattr(_packed_linear, "_cpu_has_amx", lambda: False)
+        whole = PackedLinear(linear, torch.bfloat16)(inputs)
+        monkeypatch.setattr(_packed_linear, "_cpu_has_amx", lambda: True)
+        tiled = PackedLinear(linear, torch.bfloat16)(inputs)
+
+    assert tiled.shape == whole.shape == (3, 25, 40)
+    torch.testing.assert_close(tiled.float(), whole.float(), atol=2e-2, rtol=2e-2)
+
+
 @needs_packing
 def test_the_packed_copy_shares_parameters_and_matches_the_model(tiny_model):
     variant = inference_copy(tiny_model, torch.float32, cpu=True)

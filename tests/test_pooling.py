@@ -48,6 +48,24 @@ def test_pooling_leaves_its_inputs_untouched(hidden_and_mask):
         assert torch.equal(original, tensor)
 
 
+@pytest.mark.parametrize("n_tokens", [4, 13, 70, 150])
+def test_a_text_pools_to_the_same_bits_whatever_padding_and_batch(n_tokens):
+    # Alone, a text's hidden states come padded to its own length; in a batch, to the
+    # batch's longest text. A matmul's reduction over the sequence (bmm) was blocked by
+    # that length on AMX Xeons, and the same tokens pooled to other last bits.
+    generator = torch.Generator().manual_seed(n_tokens)
+    tokens = torch.randn(n_tokens, 32, generator=generator)
+    results = []
+    for padded, batch in [(n_tokens, 1), (n_tokens + 2, 14), (n_tokens + 9, 2), (176, 7)]:
+        hidden = torch.randn(batch, padded, 32, generator=generator)
+        mask = torch.ones(batch, padded, dtype=torch.long)
+        hidden[0], mask[0] = 0, 0
+        hidden[0, :n_tokens], mask[0, :n_tokens] = tokens, 1
+        results.append(pool_hidden_states([hidden], mask)[0])
+
+    assert all(torch.equal(result, results[0]) for result in results[1:])
+
+
 def test_padding_never_wins_max_pooling():
     hidden = [torch.tensor([[[-5.0], [100.0]]])]
     mask = torch.tensor([[1, 0]])

@@ -28,11 +28,18 @@ their copy).
 """
 
 import copy
+import functools
 import logging
 
 import torch  # imported lazily by _loading.py, never at package import
 
-from . import ATTENTION_SWITCH, ERF_GELU_SWITCH, PACKING_SWITCH, switched_on
+from . import (
+    ATTENTION_SWITCH,
+    BATCH_INVARIANT_SWITCH,
+    ERF_GELU_SWITCH,
+    PACKING_SWITCH,
+    switched_on,
+)
 from .attention import use_length_aware_attention
 from .fused_projections import fuse_projections
 
@@ -124,6 +131,38 @@ def _gelu_algorithm(activation):
     if type(activation) is torch.nn.GELU:
         return activation.approximate
     return None
+
+
+#: Rows per oneDNN call of a bfloat16 :class:`PackedLinear` on a CPU with AMX, so that a
+#: row's result does not depend on the rows beside it. oneDNN's AMX kernels choose how to
+#: block the reduction from the matrix's height (and, at 64 rows, from the thread count):
+#: ALBERT-base's default (bfloat16) features of a sentence embedded alone differed from
+#: the same sentence's in a batch of 48 by up to 0.016. In calls of exactly 32 rows (the
+#: last one filled with zero rows) a row's result depends only on the row, at any position
+#: of the call and from 1 to 32 threads (tests/test_packed_linear.py).
+AMX_ROWS_PER_CALL = 32
+
+
+def rows_per_call(dtype):
+    """Rows per oneDNN call that keep a packed Linear's rows independent, or None (any).
+
+    ``AMX_ROWS_PER_CALL`` for bfloat16 on a CPU with AMX while batch invariance is on
+    (``SKLEARN_ALBERT_CPU_BATCH_INVARIANT``, read at each call); None otherwise: the
+    AVX512 kernels (float32 everywhere, bfloat16 without AMX) give each row the same bits
+    at any matrix height from 8 rows (the heights the unpadded ALBERT pass uses).
+    """
+    if dtype != torch.bfloat16 or not switched_on(BATCH_INVARIANT_SWITCH):
+        return None
+    return AMX_ROWS_PER_CALL if _cpu_has_amx() else None
+
+
+@functools.cache
+def _cpu_has_amx():
+    probe = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:  # pragma: no cover - probe unavailable on this build
+        return False
 
 
 def packing_works(dtype):
@@ -235,8 +274,23 @@ class PackedLinear(torch.nn.Module):
         self._bias = None if bias is None else bias.detach().to(self.dtype)
 
     def forward(self, inputs):
+        inputs = inputs.to(self.dtype)
+        tile = rows_per_call(self.dtype)
+        if tile is None:
+            return self._matmul(inputs.contiguous())
+        rows = inputs.reshape(-1, inputs.shape[-1])
+        n_rows = len(rows)
+        short = -n_rows % tile
+        if short:
+            rows = torch.cat([rows, rows.new_zeros(short, rows.shape[1])])
+        outputs = torch.cat(
+            [self._matmul(rows[start : start + tile]) for start in range(0, len(rows), tile)]
+        )
+        return outputs[:n_rows].reshape(*inputs.shape[:-1], outputs.shape[-1])
+
+    def _matmul(self, inputs):
         return torch.ops.mkldnn._linear_pointwise(
-            inputs.to(self.dtype).contiguous(),
+            inputs,
             self._packed_weight,
             self._bias,
             "none" if self.gelu is None else "gelu",
