@@ -7,7 +7,8 @@ keeps transformers' SDPA attention, ``SKLEARN_ALBERT_CPU_ERF_GELU=0`` keeps a ch
 tanh-approximated GELU in bfloat16 (the exact GELU it approximates runs instead: 4x
 faster on CPU, within 4.7e-4 of it). ``SKLEARN_ALBERT_CPU_STREAMS`` (read at each transform,
 ``streams.py``) sets how many batches run side by side. ``SKLEARN_ALBERT_CPU_BATCH_INVARIANT=0``
-(read at each call) lets a text's attention depend on its batch again (``attention.py``).
+(read at each call) lets a text's vector depend on its batch again (``attention.py``,
+``packed_linear.py``).
 ``SKLEARN_ALBERT_CPU_UNPADDED=0`` (read at each call) runs ALBERT on padded batches again
 (``unpadded.py``).
 """
@@ -20,8 +21,10 @@ PACKING_SWITCH = "SKLEARN_ALBERT_CPU_PACKING"
 #: Set to 0 to keep SDPA attention on CPU instead of matmuls for short sequences.
 ATTENTION_SWITCH = "SKLEARN_ALBERT_CPU_ATTENTION"
 
-#: Set to 0 to let a text's attention depend on the batch it runs in (read at each call):
-#: faster on texts over 96 tokens, where SDPA's kernel runs instead (``attention.py``).
+#: Set to 0 to let a text's vector depend on the batch it runs in (read at each call):
+#: faster on texts over 96 tokens, where SDPA's kernel runs instead (``attention.py``), and
+#: on CPUs with AMX, where bfloat16 Linear layers then run each matrix in one call instead
+#: of calls of 32 rows (``packed_linear.rows_per_call``).
 BATCH_INVARIANT_SWITCH = "SKLEARN_ALBERT_CPU_BATCH_INVARIANT"
 
 #: Set to 0 to run ALBERT's inference copies on padded batches (read at each call).
