@@ -181,8 +181,11 @@ def real_model(request):
     return request.getfixturevalue("albert_base_path")
 
 
-@pytest.mark.parametrize("dtype", ["auto", "float32"])
+@pytest.mark.parametrize("dtype", ["auto", "float32", "int8"])
 def test_real_checkpoints_alone_in_a_batch_and_shuffled(real_model, dtype):
+    if dtype == "int8":
+        pytest.importorskip("openvino", reason="needs OpenVINO (pip install .[int8])")
+        pytest.importorskip("nncf", reason="needs NNCF (pip install .[int8])")
     vectorizer = AlbertVectorizer(str(real_model), dtype=dtype, embedding_cache=None)
     together = vectorizer.fit(REAL_SENTENCES).transform(REAL_SENTENCES)
     alone = np.concatenate([vectorizer.transform([text]) for text in REAL_SENTENCES])
