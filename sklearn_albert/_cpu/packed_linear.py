@@ -258,6 +258,11 @@ class PackedLinear(torch.nn.Module):
     gelu : {None, "tanh", "none"}, default=None
         Apply GELU (tanh approximation, or exact with "none") to the output inside the
         same oneDNN call.
+
+    Notes
+    -----
+    Where :func:`rows_per_call` says so (bfloat16 on a CPU with AMX), the rows run in
+    calls of that many rows, so that a row's result does not depend on its neighbours.
     """
 
     def __init__(self, linear, dtype, gelu=None):
@@ -278,7 +283,7 @@ class PackedLinear(torch.nn.Module):
         tile = rows_per_call(self.dtype)
         if tile is None:
             return self._matmul(inputs.contiguous())
-        rows = inputs.reshape(-1, inputs.shape[-1])
+        rows = inputs.reshape(-1, inputs.shape[-1]).contiguous()
         n_rows = len(rows)
         short = -n_rows % tile
         if short:
