@@ -98,22 +98,28 @@ def pool_hidden_states(hidden_states, attention_mask):
         for layer in hidden_states:
             layer = layer.to(torch.float32)
             cls = layer[:, 0]
-            mean = _padding_free_sum(layer * mean_weights)
+            mean = _masked_mean(layer, mean_weights)
             maximum = layer.masked_fill(padding, float("-inf")).amax(dim=1)
             per_layer.append(torch.stack((cls, mean, maximum), dim=1))  # (batch, 3, dim)
         return torch.stack(per_layer, dim=2)
 
 
-def _padding_free_sum(weighted):
-    """Sum ``(batch, seq_len, dim)`` over the tokens, whatever the padding after them.
+def _masked_mean(layer, mean_weights):
+    """Weighted sum over the tokens of ``layer`` (batch, seq_len, dim) by ``mean_weights``.
 
-    The same text, the same vector: alone, a text's hidden states come padded to its own
-    length; in a batch, to the batch's longest text. A matmul's reduction over the
+    The same text, the same vector on CPU: alone, a text's hidden states come padded to
+    its own length; in a batch, to the batch's longest text. A matmul's reduction over the
     sequence (``bmm``) is blocked by that length on some CPUs (on an AMX Xeon, the same
-    tokens pooled to other last bits), so the tokens are added one position after the
-    other, each addition over the whole batch at once: the padding adds exact zeros after
-    the last token.
+    tokens pooled to other last bits), so on CPU the tokens are added one position after
+    the other, each addition over the whole batch at once: the padding adds exact zeros
+    after the last token. GPUs, whose kernels are not batch-invariant anyway, keep one
+    ``bmm`` rather than a kernel launch per position.
     """
+    import torch
+
+    if layer.device.type != "cpu":
+        return torch.bmm(mean_weights.transpose(1, 2), layer)[:, 0]
+    weighted = layer * mean_weights
     total = weighted[:, 0].clone()
     for position in range(1, weighted.shape[1]):
         total += weighted[:, position]
