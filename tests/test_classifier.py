@@ -594,7 +594,7 @@ def test_to_vectorizer_never_overwrites_another_checkpoint(fitted, tmp_path):
 
 
 SAVES_TO_A_FOLDER_IN_A_CHILD = """
-import pickle, resource, signal, sys, threading, time
+import os, pickle, resource, signal, sys, threading, time
 from pathlib import Path
 
 with open(sys.argv[1], "rb") as file:
@@ -610,8 +610,16 @@ try:
 except Exception as error:
     print(f"{type(error).__name__}: {error}", flush=True)
 resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
-# Then killed from a second thread once the first file is written, staged or in place.
+# Then killed from a second thread once the first file is written, staged or in place; a
+# writer quicker than the watching thread is killed as it renames the staged folder into
+# place, so the kill always lands mid-save.
 killed = parent / "killed"
+rename = os.replace
+def rename_or_die(source, *args, **kwargs):
+    if Path(source).name.startswith(".tuned."):
+        signal.raise_signal(signal.SIGKILL)
+    return rename(source, *args, **kwargs)
+os.replace = rename_or_die
 saver = threading.Thread(target=classifier.to_vectorizer, kwargs={"save_to": killed / "tuned"})
 saver.start()
 while saver.is_alive():
