@@ -214,6 +214,8 @@ def _fit_ours(folder, X, y, seed, fit_options):
         "max_length": vectorizer.max_length_,
         "dtype": vectorizer.dtype_,
         "fine_tune_history": getattr(vectorizer, "fine_tune_history_", None),
+        "fine_tune_epochs": getattr(vectorizer, "fine_tune_epochs_", None),
+        "fine_tune_learning_rate": getattr(vectorizer, "fine_tune_learning_rate_", None),
     }
     return pipeline, info
 
@@ -416,7 +418,7 @@ def _child_throughput(connection, system, folder, X, y, seed, options):
             vectorizer.fit(X, y)
             train_s = time.perf_counter() - loaded
             # Every batch of B texts is encoded once and counts its B (B - 1) / 2 pairs.
-            epochs = vectorizer.fine_tune_epochs
+            epochs = vectorizer.fine_tune_epochs_
             size = vectorizer.fine_tune_batch_size
             batches = [size] * (len(X) // size) + ([len(X) % size] if len(X) % size else [])
             pairs = epochs * sum(b * (b - 1) // 2 for b in batches)

@@ -39,14 +39,6 @@ from ._unknown_tokens import UnknownTokenTally
 from ._validation import input_name, validate_texts
 from ._warnings import warn_at_caller
 
-#: Default passes over the labelled texts when ``fine_tune="contrastive"``, and the peak
-#: learning rate. Chosen on validation texts drawn from the training splits of SST-2 (8, 16
-#: and 64 labels per class) and 20 Newsgroups (8 per class), never the test sets: 5 epochs
-#: at 1.5e-4 beat 10 at 5e-5 by 1.0-1.5 points at 8 and 16 labels and on 20 Newsgroups,
-#: and came within 0.2 at 64, in half the steps (docs/fine_tuning.rst).
-FINE_TUNE_EPOCHS = 5
-FINE_TUNE_LEARNING_RATE = 1.5e-4
-
 #: Distinct texts looked up in the cache and turned into features at a time (bounds memory).
 ASSEMBLY_CHUNK = 4096
 
@@ -250,21 +242,28 @@ class AlbertVectorizer(
         texts each; not with ``dtype="int8"``. Precision follows ``dtype`` (bfloat16
         autocast where ``"auto"`` picks it; weights and optimizer stay float32).
 
-    fine_tune_epochs : int, default=5
-        Passes over the labelled texts when ``fine_tune="contrastive"``.
+    fine_tune_epochs : int or "auto", default="auto"
+        Passes over the labelled texts when ``fine_tune="contrastive"``. "auto" gives
+        every pair of texts about five turns in a batch, between 5 and 20 epochs: 5 when
+        all the texts fit in one batch, ``round(5 (n - 1) / (B - 1))`` for ``n`` texts in
+        batches of ``B``, 20 from about 60 texts (at the default batch size). The number
+        used is ``fine_tune_epochs_``.
 
     fine_tune_batch_size : int, default=16
         Texts per optimizer step when ``fine_tune="contrastive"``: each step encodes them
         once and scores all ``B (B - 1) / 2`` pairs among them.
 
-    fine_tune_learning_rate : float, default=1.5e-4
+    fine_tune_learning_rate : float or "auto", default="auto"
         Peak learning rate of AdamW when ``fine_tune="contrastive"`` (linear warmup over
         the first 10 % of steps, then linear decay to 0; weight decay 0.01; gradients
-        clipped to norm 1, as for :class:`AlbertClassifier`).
+        clipped to norm 1, as for :class:`AlbertClassifier`). "auto" is 7.5e-4 divided by
+        the epochs: 1.5e-4 at 5 epochs, 3.75e-5 at 20. The rate used is
+        ``fine_tune_learning_rate_``.
 
     random_state : int, RandomState instance or None, default=None
         Seeds the batches and dropout of ``fine_tune="contrastive"``; with an int, two
-        fits on CPU give the same embeddings to the bit. Unused without ``fine_tune``.
+        fits on CPU at the same number of torch threads give the same embeddings to the
+        bit. Unused without ``fine_tune``.
 
     verbose : bool, default=False
         Show a progress bar while encoding (and one per epoch of adaptation).
@@ -325,6 +324,13 @@ class AlbertVectorizer(
         ``model_fingerprint_`` then names the adapted weights, so the embedding cache
         keeps their vectors apart from the pretrained model's and from other fits'.
 
+    fine_tune_epochs_ : int
+        Only with ``fine_tune="contrastive"``: the epochs the adaptation ran
+        (``fine_tune_epochs``, or what "auto" chose for the number of texts).
+
+    fine_tune_learning_rate_ : float
+        Only with ``fine_tune="contrastive"``: the peak learning rate it used.
+
     input_name_ : str or None
         The name of the text column seen in ``fit`` (a named pandas or polars Series, or
         a one-column DataFrame), which prefixes the output feature names
@@ -375,9 +381,12 @@ class AlbertVectorizer(
         "truncate_dim": [Interval(Integral, 1, None, closed="left"), None],
         "output_dtype": [StrOptions(set(OUTPUT_DTYPES))],
         "fine_tune": [StrOptions(set(FINE_TUNE_METHODS)), None],
-        "fine_tune_epochs": [Interval(Integral, 1, None, closed="left")],
+        "fine_tune_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "fine_tune_batch_size": [Interval(Integral, 2, None, closed="left")],
-        "fine_tune_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "fine_tune_learning_rate": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
         "random_state": ["random_state"],
         "verbose": ["boolean"],
     }
@@ -408,9 +417,9 @@ class AlbertVectorizer(
         truncate_dim=None,
         output_dtype="float32",
         fine_tune=None,
-        fine_tune_epochs=FINE_TUNE_EPOCHS,
+        fine_tune_epochs="auto",
         fine_tune_batch_size=16,
-        fine_tune_learning_rate=FINE_TUNE_LEARNING_RATE,
+        fine_tune_learning_rate="auto",
         random_state=None,
         verbose=False,
     ):
@@ -677,7 +686,8 @@ class AlbertVectorizer(
         )
         self._int8_encoder = None
         vars(self).pop("quantization_ranges_", None)  # fitted anew for int8 and uint8 only
-        vars(self).pop("fine_tune_history_", None)
+        for attribute in ("fine_tune_history_", "fine_tune_epochs_", "fine_tune_learning_rate_"):
+            vars(self).pop(attribute, None)
         if targets is not None:
             loaded, self.fine_tune_history_ = self._adapt(
                 texts, targets, loaded, settings, compute_dtype
@@ -750,12 +760,18 @@ class AlbertVectorizer(
         import torch
         from sklearn.utils import check_random_state
 
-        from ._contrastive import adapt_encoder
+        from ._contrastive import adapt_encoder, resolve_schedule
         from ._engine import cut_windows, tokenize
         from ._loading import hold_in_memory, in_memory_name, prepare_model
 
         windows = cut_windows(
             tokenize(pretrained.tokenizer, texts), pretrained, settings, long_text="truncate"
+        )
+        self.fine_tune_epochs_, self.fine_tune_learning_rate_ = resolve_schedule(
+            len(texts),
+            self.fine_tune_batch_size,
+            self.fine_tune_epochs,
+            self.fine_tune_learning_rate,
         )
         rng = check_random_state(self.random_state)
         torch_seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -768,9 +784,9 @@ class AlbertVectorizer(
                 windows.ids,
                 targets,
                 settings=settings,
-                epochs=self.fine_tune_epochs,
+                epochs=self.fine_tune_epochs_,
                 batch_size=self.fine_tune_batch_size,
-                learning_rate=self.fine_tune_learning_rate,
+                learning_rate=self.fine_tune_learning_rate_,
                 compute_dtype=compute_dtype,
                 pad_id=pretrained.pad_id,
                 rng=rng,
@@ -1016,6 +1032,8 @@ class AlbertVectorizer(
         "quantization_ranges_",
         "input_name_",
         "fine_tune_history_",
+        "fine_tune_epochs_",
+        "fine_tune_learning_rate_",
         "n_features_in_",
         "feature_names_in_",
     )

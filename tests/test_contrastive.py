@@ -81,6 +81,74 @@ def test_adaptation_changes_the_weights_and_separates_the_classes(tiny_albert_pa
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
+@pytest.mark.parametrize(
+    ("n_texts", "batch_size", "epochs"),
+    [
+        (2, 16, 5),  # one batch: every pair in every epoch
+        (16, 16, 5),
+        (20, 16, 6),  # each pair shares a batch 15/19 of the epochs: 5 turns in 6 epochs
+        (32, 16, 10),
+        (64, 16, 20),  # round(21) capped
+        (128, 16, 20),
+        (64, 64, 5),
+        (64, 32, 10),
+    ],
+)
+def test_auto_schedule_gives_each_pair_about_five_turns(n_texts, batch_size, epochs):
+    from sklearn_albert._contrastive import resolve_schedule
+
+    assert resolve_schedule(n_texts, batch_size, "auto", "auto") == (epochs, 7.5e-4 / epochs)
+    # Each setting stands alone: a given number is kept, and "auto" follows the other.
+    assert resolve_schedule(n_texts, batch_size, 3, "auto") == (3, 2.5e-4)
+    assert resolve_schedule(n_texts, batch_size, "auto", 1e-3) == (epochs, 1e-3)
+    assert resolve_schedule(n_texts, batch_size, 7, 2e-5) == (7, 2e-5)
+
+
+def test_auto_schedule_is_what_fit_runs_and_what_persists(tiny_albert_path, tmp_path):
+    texts, labels = sentiment_texts(20, seed=2)
+    vect = AlbertVectorizer(
+        str(tiny_albert_path), dtype="float32", fine_tune="contrastive", random_state=0
+    )
+    assert (vect.fine_tune_epochs, vect.fine_tune_learning_rate) == ("auto", "auto")
+    vect.fit(texts, labels)
+    assert (vect.fine_tune_epochs_, vect.fine_tune_learning_rate_) == (6, 7.5e-4 / 6)
+    assert [record["epoch"] for record in vect.fine_tune_history_] == list(range(1, 7))
+    # The schedule ends at 0 after warming up to the chosen peak.
+    assert vect.fine_tune_history_[-1]["learning_rate"] == 0.0
+    explicit = AlbertVectorizer(
+        str(tiny_albert_path),
+        dtype="float32",
+        fine_tune="contrastive",
+        fine_tune_epochs=6,
+        fine_tune_learning_rate=7.5e-4 / 6,
+        random_state=0,
+    ).fit(texts, labels)
+    assert np.array_equal(explicit.transform(texts), vect.transform(texts))
+    vect.save(tmp_path / "saved")
+    restored = AlbertVectorizer.load(tmp_path / "saved")
+    assert (restored.fine_tune_epochs_, restored.fine_tune_learning_rate_) == (6, 7.5e-4 / 6)
+    assert restored.get_params()["fine_tune_epochs"] == "auto"
+    # Refitting without labels drops what adaptation fitted.
+    vect.set_params(fine_tune=None).fit(texts)
+    for name in ("fine_tune_history_", "fine_tune_epochs_", "fine_tune_learning_rate_"):
+        assert not hasattr(vect, name)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"fine_tune_epochs": "many"}, "fine_tune_epochs"),
+        ({"fine_tune_epochs": 0}, "fine_tune_epochs"),
+        ({"fine_tune_learning_rate": "fast"}, "fine_tune_learning_rate"),
+        ({"fine_tune_learning_rate": 0.0}, "fine_tune_learning_rate"),
+    ],
+)
+def test_schedule_parameters_name_what_works(tiny_albert_path, params, message):
+    vect = adapted(tiny_albert_path, **params)
+    with pytest.raises(ValueError, match=f"{message}.*'auto'|{message}.*auto"):
+        vect.fit(TEXTS, LABELS)
+
+
 def test_without_fine_tune_labels_change_nothing(tiny_albert_path):
     default = AlbertVectorizer(str(tiny_albert_path), dtype="float32").fit(TEXTS)
     explicit = AlbertVectorizer(
