@@ -689,9 +689,10 @@ class AlbertVectorizer(
         for attribute in ("fine_tune_history_", "fine_tune_epochs_", "fine_tune_learning_rate_"):
             vars(self).pop(attribute, None)
         if targets is not None:
-            loaded, self.fine_tune_history_ = self._adapt(
+            loaded, schedule, self.fine_tune_history_ = self._adapt(
                 texts, targets, loaded, settings, compute_dtype
             )
+            self.fine_tune_epochs_, self.fine_tune_learning_rate_ = schedule
             settings = replace(settings, model_fingerprint=loaded.fingerprint)
         if settings.compute_dtype == "int8":
             from ._calibration import calibrate_on_texts
@@ -751,7 +752,11 @@ class AlbertVectorizer(
         return targets
 
     def _adapt(self, texts, targets, pretrained, settings, compute_dtype):
-        """A ``LoadedModel`` of the encoder tuned contrastively on ``texts``, and its history.
+        """The encoder tuned contrastively on ``texts``: ``(loaded, schedule, history)``.
+
+        ``loaded`` is a ``LoadedModel`` of the adapted weights, ``schedule`` the
+        ``(epochs, learning_rate)`` it trained with ("auto" resolved), ``history`` one
+        record per epoch.
 
         The pretrained model is the shared one of the registry (other estimators encode
         with it): training runs on a copy, and the copy is held under its own fingerprint
@@ -767,7 +772,7 @@ class AlbertVectorizer(
         windows = cut_windows(
             tokenize(pretrained.tokenizer, texts), pretrained, settings, long_text="truncate"
         )
-        self.fine_tune_epochs_, self.fine_tune_learning_rate_ = resolve_schedule(
+        epochs, learning_rate = resolve_schedule(
             len(texts),
             self.fine_tune_batch_size,
             self.fine_tune_epochs,
@@ -784,16 +789,16 @@ class AlbertVectorizer(
                 windows.ids,
                 targets,
                 settings=settings,
-                epochs=self.fine_tune_epochs_,
+                epochs=epochs,
                 batch_size=self.fine_tune_batch_size,
-                learning_rate=self.fine_tune_learning_rate_,
+                learning_rate=learning_rate,
                 compute_dtype=compute_dtype,
                 pad_id=pretrained.pad_id,
                 rng=rng,
                 verbose=self.verbose,
             )
         adapted = prepare_model(encoder, pretrained.tokenizer, device)
-        return hold_in_memory(in_memory_name(adapted), adapted), history
+        return hold_in_memory(in_memory_name(adapted), adapted), (epochs, learning_rate), history
 
     def _is_adapted(self):
         """Whether this fitted vectorizer encodes with weights it tuned itself."""
