@@ -270,6 +270,18 @@ def validated_embedding_cache(value):
     )
 
 
+def resolved_normalize(normalize, fine_tune):
+    """``normalize`` with "auto" resolved: unit rows for an encoder tuned by ``fine_tune``.
+
+    Contrastive adaptation trains the cosine of pooled vectors, so only their directions
+    carry what it learned; their lengths are a by-product. Without ``fine_tune`` "auto"
+    keeps the pooled vectors as they are.
+    """
+    if isinstance(normalize, str) and normalize == "auto":
+        return fine_tune is not None
+    return bool(normalize)
+
+
 def token_budget(max_tokens_per_batch, device):
     """Padded tokens per forward pass: the parameter, or the device's default for "auto"."""
     if max_tokens_per_batch == "auto":
@@ -323,7 +335,7 @@ def resolve_settings(
         pooling=pooling,
         layers=layers,
         layer_aggregation=params.get("layer_aggregation", "mean"),
-        normalize=bool(params.get("normalize", False)),
+        normalize=resolved_normalize(params.get("normalize", False), params.get("fine_tune")),
         max_length=max_length,
         long_text=long_text,
         stride=int(stride),

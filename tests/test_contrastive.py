@@ -159,6 +159,28 @@ def test_without_fine_tune_labels_change_nothing(tiny_albert_path):
     assert not hasattr(explicit, "fine_tune_history_")
 
 
+def test_auto_normalize_gives_unit_rows_after_adaptation_only(tiny_albert_path):
+    pretrained = AlbertVectorizer(str(tiny_albert_path), dtype="float32").fit(TEXTS)
+    assert pretrained.normalize == "auto"
+    assert not np.allclose(np.linalg.norm(pretrained.transform(TEXTS), axis=1), 1.0)
+    auto = adapted(tiny_albert_path).fit(TEXTS, LABELS)
+    unit = auto.transform(TEXTS)
+    assert np.allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-5)
+    raw = adapted(tiny_albert_path, normalize=False).fit(TEXTS, LABELS).transform(TEXTS)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    # Normalising is the only difference: the same adapted directions.
+    expected = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    np.testing.assert_allclose(unit, expected, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(
+        adapted(tiny_albert_path, normalize=True).fit(TEXTS, LABELS).transform(TEXTS), unit
+    )
+
+
+def test_normalize_names_what_works(tiny_albert_path):
+    with pytest.raises(ValueError, match=r"'normalize' parameter .*'auto'"):
+        AlbertVectorizer(str(tiny_albert_path), normalize="yes").fit(TEXTS)
+
+
 def test_a_seed_makes_adaptation_reproducible_to_the_bit(tiny_albert_path):
     first = adapted(tiny_albert_path).fit(TEXTS, LABELS).transform(TEXTS)
     second = adapted(tiny_albert_path).fit(TEXTS, LABELS).transform(TEXTS)
@@ -255,9 +277,15 @@ def test_save_and_load_keep_the_adapted_weights(tiny_albert_path, tmp_path):
     assert np.array_equal(restored.transform(TEXTS), expected)
     assert restored.model_fingerprint_ == vect.model_fingerprint_
     # The model/ folder is a checkpoint like any: the command line and the keyword
-    # extractor take it as model_name_or_path.
-    plain = AlbertVectorizer(str(tmp_path / "saved" / "model"), dtype="float32").fit([])
+    # extractor take it as model_name_or_path. It holds weights, not the vectorizer's
+    # settings: the adapted vectorizer's unit rows need normalize=True there.
+    folder = str(tmp_path / "saved" / "model")
+    plain = AlbertVectorizer(folder, dtype="float32", normalize=True).fit([])
     assert np.array_equal(plain.transform(TEXTS), expected)
+    raw = AlbertVectorizer(folder, dtype="float32").fit([]).transform(TEXTS)
+    np.testing.assert_allclose(
+        raw / np.linalg.norm(raw, axis=1, keepdims=True), expected, rtol=1e-5, atol=1e-6
+    )
     with pytest.raises(ValueError, match=re.escape("include_model=True")):
         vect.save(tmp_path / "without", include_model=False)
 
