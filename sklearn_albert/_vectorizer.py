@@ -142,7 +142,7 @@ class AlbertVectorizer(
         Scale each output row to unit L2 norm (cosine similarity becomes a dot product).
         "auto" normalises the rows of an encoder adapted by ``fine_tune`` (its training
         shaped the vectors' directions, not their lengths; on 20 Newsgroups unit rows gave
-        the classifier head 1.0 point more, see the fine-tuning guide) and keeps the
+        the classifier head 0.8 to 1.0 point more, see the fine-tuning guide) and keeps the
         pooled vectors as they are without ``fine_tune``.
 
     batch_size : int, default=32
