@@ -1,6 +1,13 @@
 """Device and precision policy: which device runs the model, at which compute precision."""
 
+import functools
 import warnings
+
+#: Raised whenever sklearn_albert changes how it computes a vector's bits on some device
+#: (kernels, the shapes it calls them with, the order of sums), so that a cache never
+#: mixes vectors computed before and after (:func:`numerics_identity`). 2: bfloat16 Linear
+#: layers on CPUs with AMX run in one-thread calls of 128 rows (32-row calls before).
+NUMERICS_VERSION = 2
 
 
 def resolve_device(device):
@@ -58,6 +65,67 @@ def cpu_supports_bfloat16():
         except RuntimeError:  # pragma: no cover - probe unavailable on this build
             continue
     return False
+
+
+@functools.cache
+def cpu_has_amx():
+    """Whether this CPU has AMX tiles (Intel Xeon from Sapphire Rapids on)."""
+    import torch
+
+    probe = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:  # pragma: no cover - probe unavailable on this build
+        return False
+
+
+def numerics_identity(device, compute_dtype):
+    """What a vector's bits depend on, beside the model, the text and the settings.
+
+    Two processes with the same identity compute the same bits for the same text (on
+    CPU; GPU kernels are not made batch-invariant); a cache namespace includes it, so
+    that vectors computed by another sklearn_albert or PyTorch version, on another kind of
+    CPU or GPU, or with a CPU environment switch turned off, are never read as this
+    process's. It names :data:`NUMERICS_VERSION`, the PyTorch version, the device (CPU: the
+    instruction set PyTorch dispatches to and whether AMX is there; GPU: its name and
+    compute capability), the OpenVINO version for int8, and the CPU switches turned off
+    in the environment now (``_cpu/__init__.py``).
+
+    Parameters
+    ----------
+    device : torch.device
+    compute_dtype : str
+        The compute precision's name (``"int8"`` adds the OpenVINO version).
+
+    Returns
+    -------
+    identity : str
+    """
+    import torch
+
+    from ._cpu import CPU_SWITCHES, switched_on
+
+    parts = [f"numerics-{NUMERICS_VERSION}", f"torch-{torch.__version__}", device.type]
+    if device.type == "cpu":
+        parts.append(torch.backends.cpu.get_cpu_capability())
+        parts.append("amx" if cpu_has_amx() else "no-amx")
+        parts.extend(f"{name}=0" for name in CPU_SWITCHES if not switched_on(name))
+    elif device.type == "cuda":
+        parts.append(torch.cuda.get_device_name(device))
+        parts.append("sm-{}.{}".format(*torch.cuda.get_device_capability(device)))
+    if compute_dtype == INT8:
+        parts.append(f"openvino-{_package_version('openvino')}")
+    return "/".join(parts)
+
+
+@functools.cache
+def _package_version(name):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
 #: The precision name for CPU int8 quantization (not a torch dtype).

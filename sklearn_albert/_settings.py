@@ -83,7 +83,7 @@ class EncodeSettings:
     truncate_dim: int = None
     output_dtype: str = "float32"
 
-    def cache_namespace(self, loaded, *, calibration_id=None):
+    def cache_namespace(self, loaded, *, numerics, calibration_id=None):
         """A short stable hash naming the computation that produces the cached summaries.
 
         It hashes the model that actually runs in this process, not the one recorded at
@@ -95,7 +95,10 @@ class EncodeSettings:
         with. With it: ``max_length``, the compute dtype, the device type and, for
         ``long_text="chunk"``, the stride and the window aggregation, and the prompt's
         token ids when there is a prompt (so prompted and plain vectors of a text never
-        mix; without one the namespace is what it was before prompts existed).
+        mix), and ``numerics``: what else the bits depend on (the sklearn_albert numerics
+        version, PyTorch's version, the kind of CPU or GPU, the CPU switches turned off),
+        so that a cache folder shared between versions or machines never mixes their
+        vectors.
 
         Pooling, layers, their aggregation, normalisation, ``truncate_dim`` and
         ``output_dtype`` are not part of it: they are computed from the cached summaries,
@@ -105,6 +108,8 @@ class EncodeSettings:
         ----------
         loaded : LoadedModel
             The checkpoint the estimator encodes with now.
+        numerics : str
+            ``_devices.numerics_identity`` of the device and precision that run.
         calibration_id : str, default=None
             The ``calibration_id`` of the int8 encoder that runs; required for int8.
 
@@ -130,6 +135,7 @@ class EncodeSettings:
                 self.device.split(":")[0],
                 chunking,
                 *((self.prompt_ids,) if self.prompt_ids else ()),
+                numerics,
             )
         )
         return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()

@@ -929,11 +929,18 @@ class AlbertVectorizer(
         checkpoint changed since fit never writes its vectors where an estimator with the
         original checkpoint reads.
         """
+        import torch
+
+        from ._devices import numerics_identity
+
         settings = self.settings_ if settings is None else settings
         loaded = self._ensure_loaded()
+        numerics = numerics_identity(torch.device(settings.device), settings.compute_dtype)
         if settings.compute_dtype != "int8":
-            return settings.cache_namespace(loaded)
-        return settings.cache_namespace(loaded, calibration_id=self._runner().calibration_id)
+            return settings.cache_namespace(loaded, numerics=numerics)
+        return settings.cache_namespace(
+            loaded, numerics=numerics, calibration_id=self._runner().calibration_id
+        )
 
     def _fill_from_cache(self, features, unique, rows, store, settings):
         """Write the rows of ``unique[rows]`` the cache holds, a chunk of texts at a time.

@@ -94,6 +94,40 @@ def test_a_stale_estimator_never_poisons_a_shared_folder_cache(tiny_albert_path,
     assert len(list(cache.glob("**/data.bin"))) == 2  # one namespace per model that ran
 
 
+def test_vectors_computed_with_other_numerics_are_never_read(
+    tiny_albert_path, tmp_path, monkeypatch
+):
+    # Another sklearn_albert numerics version, another PyTorch, another kind of CPU or a CPU
+    # switch turned off computes other bits: a shared cache folder keeps them apart.
+    from sklearn_albert import _devices
+
+    cache = tmp_path / "shared-cache"
+    vectorizer = AlbertVectorizer(
+        str(tiny_albert_path), dtype="float32", embedding_cache=str(cache)
+    )
+    vectorizer.fit(TEXTS).transform(TEXTS)
+    base = vectorizer._cache_namespace()
+    changes = {
+        "numerics version": (_devices, "NUMERICS_VERSION", _devices.NUMERICS_VERSION + 1),
+        "PyTorch": (torch, "__version__", "9.9.9"),
+        "instruction set": (torch.backends.cpu, "get_cpu_capability", lambda: "AVX2"),
+    }
+    namespaces = {}
+    for name, (owner, attribute, value) in changes.items():
+        with monkeypatch.context() as patch:
+            patch.setattr(owner, attribute, value)
+            namespaces[name] = vectorizer._cache_namespace()
+            vectorizer.transform(TEXTS)  # written under its own namespace
+    with monkeypatch.context() as patch:
+        patch.setenv("SKLEARN_ALBERT_CPU_BATCH_INVARIANT", "0")
+        namespaces["switch off"] = vectorizer._cache_namespace()
+
+    assert base not in namespaces.values()
+    assert len(set(namespaces.values())) == len(namespaces)
+    assert vectorizer._cache_namespace() == base  # the same process, the same namespace
+    assert len(list(cache.glob("**/data.bin"))) == 1 + len(changes)
+
+
 def test_distilbert_activations_get_their_own_fingerprint_and_cache(distilbert_pair, tmp_path):
     gelu, relu = distilbert_pair
     assert load_model(gelu, device=CPU).fingerprint != load_model(relu, device=CPU).fingerprint

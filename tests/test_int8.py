@@ -5,6 +5,7 @@ random ALBERT and on the real MiniLM; nothing is mocked. Assertions are on outpu
 on wall time.
 """
 
+import functools
 import json
 import pickle
 import sys
@@ -17,6 +18,8 @@ from conftest import minilm_path
 pytest.importorskip("openvino", reason="needs OpenVINO (pip install .[int8])")
 pytest.importorskip("nncf", reason="needs NNCF (pip install .[int8])")
 
+import torch  # noqa: E402
+
 from sklearn_albert._batching import collate, plan_batches  # noqa: E402
 from sklearn_albert._cpu.int8 import (  # noqa: E402
     KEY_MULTIPLE,
@@ -27,6 +30,7 @@ from sklearn_albert._cpu.int8 import (  # noqa: E402
     check_int8_supported,
     select_calibration_ids,
 )
+from sklearn_albert._devices import numerics_identity  # noqa: E402
 
 EVALUATION_TEXTS = [
     "The committee postponed its decision until the next session.",
@@ -400,11 +404,14 @@ def test_the_calibration_is_part_of_the_cache_key(int8_vectorizer, tiny_albert_p
     # The namespace names the calibrated encoder that runs and the tokenizer in use.
     loaded, encoder = vect._ensure_loaded(), vect._int8_encoder
     retokenized = replace(loaded, tokenizer_fingerprint="another tokenizer")
-    namespace = vect.settings_.cache_namespace
-    assert namespace(loaded, calibration_id=encoder.calibration_id) == vect._cache_namespace()
-    assert namespace(retokenized, calibration_id=encoder.calibration_id) != (
-        vect._cache_namespace()
+    namespace = functools.partial(
+        vect.settings_.cache_namespace,
+        numerics=numerics_identity(torch.device("cpu"), "int8"),
+        calibration_id=encoder.calibration_id,
     )
+    assert namespace(loaded) == vect._cache_namespace()
+    assert namespace(retokenized) != vect._cache_namespace()
+    assert "/openvino-" in numerics_identity(torch.device("cpu"), "int8")
 
 
 def test_a_fit_on_one_text_calibrates_on_the_builtin_sample(tiny_albert_path):

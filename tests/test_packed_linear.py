@@ -70,11 +70,16 @@ def test_a_row_gets_the_same_bits_whatever_rows_run_beside_it(dtype, in_features
     rows = torch.randn(600, in_features, generator=generator)
     packed = PackedLinear(linear, dtype)
     threads = torch.get_num_threads()
+    # On AMX, bfloat16 calls run on one thread whatever the caller's count: checked up to
+    # 16 threads there (oneDNN split the reduction of calls over 32 rows from 2 threads on).
+    counts = [1, 2, 4, 16] if _packed_linear.rows_per_call(dtype) else [1]
     with torch.inference_mode():
         expected = packed(rows)
+        other_counts = []
         try:
-            torch.set_num_threads(1)
-            one_thread = packed(rows[:40])
+            for count in counts:
+                torch.set_num_threads(count)
+                other_counts.append(packed(rows[:40]))
         finally:
             torch.set_num_threads(threads)
         different = [
@@ -85,31 +90,53 @@ def test_a_row_gets_the_same_bits_whatever_rows_run_beside_it(dtype, in_features
         shifted = packed(torch.cat([rows[500:517], rows[:100]]))[17:]
 
     assert different == []
-    assert torch.equal(one_thread, expected[:40])
+    assert all(torch.equal(result, expected[:40]) for result in other_counts)
     assert torch.equal(shifted, expected[:100])
 
 
-def test_bfloat16_runs_in_calls_of_32_rows_on_amx_only(monkeypatch):
-    monkeypatch.setattr(_packed_linear, "_cpu_has_amx", lambda: True)
+def test_bfloat16_runs_in_tiled_calls_on_amx_only(monkeypatch):
+    monkeypatch.setattr(_packed_linear, "cpu_has_amx", lambda: True)
     assert _packed_linear.rows_per_call(torch.bfloat16) == _packed_linear.AMX_ROWS_PER_CALL
     assert _packed_linear.rows_per_call(torch.float32) is None
     monkeypatch.setenv("SKLEARN_ALBERT_CPU_BATCH_INVARIANT", "0")
     assert _packed_linear.rows_per_call(torch.bfloat16) is None
     monkeypatch.delenv("SKLEARN_ALBERT_CPU_BATCH_INVARIANT")
-    monkeypatch.setattr(_packed_linear, "_cpu_has_amx", lambda: False)
+    monkeypatch.setattr(_packed_linear, "cpu_has_amx", lambda: False)
     assert _packed_linear.rows_per_call(torch.bfloat16) is None
 
 
 @needs_packing
-def test_calls_of_32_rows_compute_what_one_call_computes(monkeypatch):
+def test_tiled_calls_run_on_one_thread_and_restore_the_callers_count(monkeypatch):
+    # On two threads oneDNN's AMX kernels split the reduction of some shapes (3072 to 768
+    # at 64 and 128 rows): each tiled call runs on one thread, whatever the caller's count.
+    monkeypatch.setattr(_packed_linear, "cpu_has_amx", lambda: True)
+    packed = PackedLinear(torch.nn.Linear(48, 40), torch.bfloat16)
+    seen = []
+    matmul = packed._matmul
+    monkeypatch.setattr(
+        packed, "_matmul", lambda rows: seen.append(torch.get_num_threads()) or matmul(rows)
+    )
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with torch.inference_mode():
+            packed(torch.randn(300, 48))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [1, 1, 1]  # 300 rows: three calls of AMX_ROWS_PER_CALL = 128
+
+
+@needs_packing
+def test_tiled_calls_compute_what_one_call_computes(monkeypatch):
     # Whatever the CPU, the tiled path (zero rows filling the last call) gives the rows
     # and the shape of one call, up to the kernels' rounding.
     linear = torch.nn.Linear(48, 40)
     inputs = torch.randn(3, 25, 48, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
-        monkeypatch.setattr(_packed_linear, "_cpu_has_amx", lambda: False)
+        monkeypatch.setattr(_packed_linear, "cpu_has_amx", lambda: False)
         whole = PackedLinear(linear, torch.bfloat16)(inputs)
-        monkeypatch.setattr(_packed_linear, "_cpu_has_amx", lambda: True)
+        monkeypatch.setattr(_packed_linear, "cpu_has_amx", lambda: True)
         tiled = PackedLinear(linear, torch.bfloat16)(inputs)
 
     assert tiled.shape == whole.shape == (3, 25, 40)

@@ -23,8 +23,8 @@ ATTENTION_SWITCH = "SKLEARN_ALBERT_CPU_ATTENTION"
 
 #: Set to 0 to let a text's vector depend on the batch it runs in (read at each call):
 #: faster on texts over 96 tokens, where SDPA's kernel runs instead (``attention.py``), and
-#: on CPUs with AMX, where bfloat16 Linear layers then run each matrix in one call instead
-#: of calls of 32 rows (``packed_linear.rows_per_call``).
+#: on CPUs with AMX, where bfloat16 Linear layers then run each matrix in one call on all
+#: threads instead of one-thread calls of 128 rows (``packed_linear.rows_per_call``).
 BATCH_INVARIANT_SWITCH = "SKLEARN_ALBERT_CPU_BATCH_INVARIANT"
 
 #: Set to 0 to run ALBERT's inference copies on padded batches (read at each call).
@@ -33,6 +33,16 @@ UNPADDED_SWITCH = "SKLEARN_ALBERT_CPU_UNPADDED"
 #: Set to 0 to keep the checkpoint's tanh-approximated GELU in bfloat16 on CPU, instead of
 #: the exact GELU it approximates (``packed_linear._swap_tanh_gelu``).
 ERF_GELU_SWITCH = "SKLEARN_ALBERT_CPU_ERF_GELU"
+
+#: Every switch above: each one turned off is part of a cache namespace
+#: (``_devices.numerics_identity``), as each changes a vector's bits.
+CPU_SWITCHES = (
+    PACKING_SWITCH,
+    ATTENTION_SWITCH,
+    BATCH_INVARIANT_SWITCH,
+    UNPADDED_SWITCH,
+    ERF_GELU_SWITCH,
+)
 
 
 def switched_on(name):
