@@ -4,7 +4,7 @@ oneDNN's AMX kernels choose how to block a matmul's sum from its height and thre
 so that a text's vector would depend on its batch. ``PackedLinear`` therefore runs each
 bfloat16 Linear layer in calls of a fixed number of rows (``AMX_ROWS_PER_CALL``). Calls of
 32 rows keep every row's bits at any thread count; taller calls keep them on one thread
-only, so the library runs its 128-row calls on one thread (``packed_linear.one_thread``),
+only, so the library runs its 128-row calls on one thread (``_threads.one_torch_thread``),
 parallel work coming from the CPU streams. This script times, in one process and
 interleaved round by round, on the same ALBERT-base architecture (seeded weights) and the
 872 SST-2 dev sentences:
@@ -17,7 +17,7 @@ interleaved round by round, on the same ALBERT-base architecture (seeded weights
 For each: texts/s over the 872 sentences in one call, the mean latency of 40 one-sentence
 calls, and the mean time of calls of 16 sentences. Nothing is cached
 (``embedding_cache=None``). The layouts other than the default are set by replacing
-``AMX_ROWS_PER_CALL`` and ``one_thread`` in ``sklearn_albert._cpu.packed_linear`` for the
+``AMX_ROWS_PER_CALL`` and ``one_torch_thread`` in ``sklearn_albert._cpu.packed_linear`` for the
 duration of their turn. On a CPU without AMX every layout runs the same code.
 
 Example: ``python benchmarks/bench_amx_calls.py --rounds 3``
@@ -36,7 +36,7 @@ from sklearn_albert import AlbertVectorizer
 from sklearn_albert._cpu import packed_linear
 from sklearn_albert._devices import cpu_has_amx
 
-DEFAULT_ONE_THREAD = packed_linear.one_thread
+DEFAULT_ONE_THREAD = packed_linear.one_torch_thread
 
 LAYOUTS = {
     "rows=32, all threads": (32, contextlib.nullcontext, None),
@@ -48,14 +48,14 @@ LAYOUTS = {
 
 @contextlib.contextmanager
 def layout(rows, one_thread, switch):
-    saved = packed_linear.AMX_ROWS_PER_CALL, packed_linear.one_thread
-    packed_linear.AMX_ROWS_PER_CALL, packed_linear.one_thread = rows, one_thread
+    saved = packed_linear.AMX_ROWS_PER_CALL, packed_linear.one_torch_thread
+    packed_linear.AMX_ROWS_PER_CALL, packed_linear.one_torch_thread = rows, one_thread
     if switch is not None:
         os.environ["SKLEARN_ALBERT_CPU_BATCH_INVARIANT"] = switch
     try:
         yield
     finally:
-        packed_linear.AMX_ROWS_PER_CALL, packed_linear.one_thread = saved
+        packed_linear.AMX_ROWS_PER_CALL, packed_linear.one_torch_thread = saved
         os.environ.pop("SKLEARN_ALBERT_CPU_BATCH_INVARIANT", None)
 
 

@@ -93,7 +93,8 @@ def numerics_identity(device, compute_dtype):
 
     Parameters
     ----------
-    device : torch.device
+    device : str
+        The device that runs (``"cpu"``, ``"cuda:0"``...).
     compute_dtype : str
         The compute precision's name (``"int8"`` adds the OpenVINO version).
 
@@ -105,12 +106,13 @@ def numerics_identity(device, compute_dtype):
 
     from ._cpu import CPU_SWITCHES, switched_on
 
-    parts = [f"numerics-{NUMERICS_VERSION}", f"torch-{torch.__version__}", device.type]
-    if device.type == "cpu":
+    kind = str(device).split(":")[0]
+    parts = [f"numerics-{NUMERICS_VERSION}", f"torch-{torch.__version__}", kind]
+    if kind == "cpu":
         parts.append(torch.backends.cpu.get_cpu_capability())
         parts.append("amx" if cpu_has_amx() else "no-amx")
         parts.extend(f"{name}=0" for name in CPU_SWITCHES if not switched_on(name))
-    elif device.type == "cuda":
+    elif kind == "cuda":
         parts.append(torch.cuda.get_device_name(device))
         parts.append("sm-{}.{}".format(*torch.cuda.get_device_capability(device)))
     if compute_dtype == INT8:

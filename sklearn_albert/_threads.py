@@ -7,6 +7,9 @@ the scheduler has parked. In a cache-warm grid search, where such reads alternat
 classifier's fits, the README's search (2,000 texts, MiniLM, 2-core CPU, load average
 about 6, ``benchmarks/bench_readme_grid.py``) took 3.7 to 3.9 s with the caller's two
 threads against 2.4 s with every thread pool at one thread, and 1.7 to 1.9 s with this.
+
+The same one-thread block keeps bfloat16 Linear layers batch-invariant on CPUs with AMX,
+whose kernels split a matmul's sums by the thread count (``_cpu/packed_linear.py``).
 """
 
 import contextlib

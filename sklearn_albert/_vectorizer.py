@@ -929,13 +929,11 @@ class AlbertVectorizer(
         checkpoint changed since fit never writes its vectors where an estimator with the
         original checkpoint reads.
         """
-        import torch
-
         from ._devices import numerics_identity
 
         settings = self.settings_ if settings is None else settings
         loaded = self._ensure_loaded()
-        numerics = numerics_identity(torch.device(settings.device), settings.compute_dtype)
+        numerics = numerics_identity(settings.device, settings.compute_dtype)
         if settings.compute_dtype != "int8":
             return settings.cache_namespace(loaded, numerics=numerics)
         return settings.cache_namespace(

@@ -18,7 +18,6 @@ from conftest import minilm_path
 pytest.importorskip("openvino", reason="needs OpenVINO (pip install .[int8])")
 pytest.importorskip("nncf", reason="needs NNCF (pip install .[int8])")
 
-import torch  # noqa: E402
 
 from sklearn_albert._batching import collate, plan_batches  # noqa: E402
 from sklearn_albert._cpu.int8 import (  # noqa: E402
@@ -406,12 +405,12 @@ def test_the_calibration_is_part_of_the_cache_key(int8_vectorizer, tiny_albert_p
     retokenized = replace(loaded, tokenizer_fingerprint="another tokenizer")
     namespace = functools.partial(
         vect.settings_.cache_namespace,
-        numerics=numerics_identity(torch.device("cpu"), "int8"),
+        numerics=numerics_identity("cpu", "int8"),
         calibration_id=encoder.calibration_id,
     )
     assert namespace(loaded) == vect._cache_namespace()
     assert namespace(retokenized) != vect._cache_namespace()
-    assert "/openvino-" in numerics_identity(torch.device("cpu"), "int8")
+    assert "/openvino-" in numerics_identity("cpu", "int8")
 
 
 def test_a_fit_on_one_text_calibrates_on_the_builtin_sample(tiny_albert_path):

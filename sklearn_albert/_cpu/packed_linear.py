@@ -27,13 +27,13 @@ fusion off, ``SKLEARN_ALBERT_CPU_ATTENTION=0`` that attention (models already lo
 their copy).
 """
 
-import contextlib
 import copy
 import logging
 
 import torch  # imported lazily by _loading.py, never at package import
 
 from .._devices import cpu_has_amx
+from .._threads import one_torch_thread
 from . import (
     ATTENTION_SWITCH,
     BATCH_INVARIANT_SWITCH,
@@ -139,7 +139,7 @@ def _gelu_algorithm(activation):
 #: block the reduction from the matrix's height and from the thread count: ALBERT-base's
 #: default (bfloat16) features of a sentence embedded alone differed from the same
 #: sentence's in a batch of 48 by up to 0.016. In calls of exactly this many rows (the last
-#: one filled with zero rows), each on one thread (:func:`one_thread`), a row's result
+#: one filled with zero rows), each on one thread (``_threads.one_torch_thread``), a row's result
 #: depends only on the row, at any position of the call, whatever the caller's thread count
 #: (tests/test_packed_linear.py). On two threads, calls of 64 and 128 rows split the
 #: reduction of the 3072-to-768 feed-forward layer (and more shapes from 4 threads), so
@@ -160,25 +160,6 @@ def rows_per_call(dtype):
     if dtype != torch.bfloat16 or not switched_on(BATCH_INVARIANT_SWITCH):
         return None
     return AMX_ROWS_PER_CALL if cpu_has_amx() else None
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run the torch operations inside on the calling thread alone, then restore its count.
-
-    ``torch.set_num_threads`` sets the calling thread's OpenMP thread count (oneDNN reads
-    it at each call); a CPU stream's worker already runs on one thread, so there this
-    changes nothing.
-    """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def packing_works(dtype):
@@ -306,7 +287,7 @@ class PackedLinear(torch.nn.Module):
         short = -n_rows % tile
         if short:
             rows = torch.cat([rows, rows.new_zeros(short, rows.shape[1])])
-        with one_thread():
+        with one_torch_thread():
             outputs = torch.cat(
                 [self._matmul(rows[start : start + tile]) for start in range(0, len(rows), tile)]
             )
