@@ -18,7 +18,6 @@ from conftest import minilm_path
 pytest.importorskip("openvino", reason="needs OpenVINO (pip install .[int8])")
 pytest.importorskip("nncf", reason="needs NNCF (pip install .[int8])")
 
-
 from sklearn_albert._batching import collate, plan_batches  # noqa: E402
 from sklearn_albert._cpu.int8 import (  # noqa: E402
     KEY_MULTIPLE,
