@@ -37,6 +37,7 @@ from sklearn_albert._cpu import packed_linear
 from sklearn_albert._devices import cpu_has_amx
 
 DEFAULT_ONE_THREAD = packed_linear.one_torch_thread
+SWITCH = "SKLEARN_ALBERT_CPU_BATCH_INVARIANT"
 
 LAYOUTS = {
     "rows=32, all threads": (32, contextlib.nullcontext, None),
@@ -49,14 +50,17 @@ LAYOUTS = {
 @contextlib.contextmanager
 def layout(rows, one_thread, switch):
     saved = packed_linear.AMX_ROWS_PER_CALL, packed_linear.one_torch_thread
+    saved_switch = os.environ.get(SWITCH)
     packed_linear.AMX_ROWS_PER_CALL, packed_linear.one_torch_thread = rows, one_thread
-    if switch is not None:
-        os.environ["SKLEARN_ALBERT_CPU_BATCH_INVARIANT"] = switch
+    os.environ[SWITCH] = "1" if switch is None else switch
     try:
         yield
     finally:
         packed_linear.AMX_ROWS_PER_CALL, packed_linear.one_torch_thread = saved
-        os.environ.pop("SKLEARN_ALBERT_CPU_BATCH_INVARIANT", None)
+        if saved_switch is None:
+            os.environ.pop(SWITCH, None)
+        else:
+            os.environ[SWITCH] = saved_switch
 
 
 def one_round(vectorizer, texts):

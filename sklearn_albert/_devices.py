@@ -54,25 +54,20 @@ def resolve_device(device):
 
 def cpu_supports_bfloat16():
     """Whether this CPU has native bfloat16 matrix instructions (AVX512-BF16 or AMX)."""
-    import torch
-
-    cpu = getattr(torch, "cpu", None)
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        check = getattr(cpu, probe, None)
-        try:
-            if check is not None and check():
-                return True
-        except RuntimeError:  # pragma: no cover - probe unavailable on this build
-            continue
-    return False
+    return _cpu_probe("_is_avx512_bf16_supported") or cpu_has_amx()
 
 
 @functools.cache
 def cpu_has_amx():
     """Whether this CPU has AMX tiles (Intel Xeon from Sapphire Rapids on)."""
+    return _cpu_probe("_is_amx_tile_supported")
+
+
+def _cpu_probe(name):
+    """``torch.cpu.<name>()``, False where this PyTorch build lacks the probe."""
     import torch
 
-    probe = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    probe = getattr(getattr(torch, "cpu", None), name, None)
     try:
         return bool(probe()) if probe is not None else False
     except RuntimeError:  # pragma: no cover - probe unavailable on this build
