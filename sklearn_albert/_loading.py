@@ -2,10 +2,12 @@
 
 A loaded checkpoint is kept in a small process-wide registry so that every clone of an
 estimator (``GridSearchCV`` makes one per candidate and fold) reuses the same weights
-instead of reading them again. Models that exist only in this process (fine-tuned weights,
-weights restored from a pickle) are held by name for as long as an estimator uses them, so
-that clones resolve them too. Each checkpoint loads under its own lock: a slow download
-never holds up other loads or registry hits.
+instead of reading them again. Fine-tuned weights, which exist only in this process, are
+held under a name made of their fingerprint for as long as an estimator uses them, so that
+clones resolve them too. Weights restored from a pickle for a named checkpoint stay with the
+restored estimator and its clones (:class:`RestoredCheckpoint`), never under the name: a
+fresh estimator of that name loads what the name holds now. Each checkpoint loads under its
+own lock: a slow download never holds up other loads or registry hits.
 """
 
 import copy
@@ -158,8 +160,7 @@ _load_locks = {}
 #: ``model_name_or_path`` prefix naming a model that lives only in memory (fine-tuned weights).
 IN_MEMORY_PREFIX = "in-memory:"
 
-# Models held by (name, device): fine-tuned weights under their in-memory name, weights
-# restored from a pickle under their ``model_name_or_path``. An entry lives as long as an
+# Fine-tuned weights held by (in-memory name, device). An entry lives as long as an
 # estimator holds it.
 _held = weakref.WeakValueDictionary()
 
@@ -225,10 +226,10 @@ def load_model(
 ):
     """Load (or reuse) a checkpoint and its tokenizer on ``device``.
 
-    Weights held in this process under ``model_name_or_path`` (restored from a pickle that
-    stores them, see :func:`hold_in_memory`) come first, so that a clone of a restored
-    estimator encodes with the weights it was restored with, even after the checkpoint's
-    folder is gone. Then the shared registry, then the folder or the hub.
+    An in-memory name (:func:`in_memory_name`) resolves to the fine-tuned weights held
+    under it. Any other name comes from the shared registry, or else the folder or the hub:
+    weights restored from a pickle are never found by the name of their checkpoint (see
+    :class:`RestoredCheckpoint`), so a folder saved again with other weights is read again.
 
     Parameters
     ----------
@@ -247,9 +248,6 @@ def load_model(
     source = os.fspath(model_name_or_path)
     if source.startswith(IN_MEMORY_PREFIX):
         return _find_held(source, device) or _missing_in_memory(source)
-    held = _find_held(held_name(source, revision), device)
-    if held is not None:
-        return held
     if os.path.isdir(source):
         source = str(Path(source).resolve())
     key = (
@@ -356,20 +354,58 @@ def prepare_model(model, tokenizer, device):
 def hold_in_memory(name, loaded):
     """Make ``loaded`` what :func:`load_model` returns for ``name`` in this process.
 
-    ``name`` is :func:`in_memory_name` for fine-tuned weights, or :func:`held_name` of a
-    checkpoint whose weights were restored from a pickle. The entry lives as long as some
+    ``name`` is :func:`in_memory_name` of fine-tuned weights: it names their fingerprint,
+    so one name never stands for two sets of weights. The entry lives as long as some
     estimator holds the returned object. If a live model is held under that name and
-    device already, that one is kept and returned: replacing it would let the entry vanish
-    with the newcomer while the first holder still relies on the name. A caller whose
-    weights differ (compare the fingerprints) keeps its own ``loaded`` and says so.
+    device already, that one is kept and returned (the same weights, shared).
     """
     with _registry_lock:
         return _held.setdefault((name, str(loaded.device)), loaded)
 
 
-def held_name(model_name_or_path, revision=None):
-    """The name under which weights restored for a checkpoint id or folder are held."""
-    return f"{os.fspath(model_name_or_path)}@{revision or ''}"
+class RestoredCheckpoint:
+    """Weights restored from a pickle or folder for a named checkpoint, and where they run.
+
+    A restored estimator keeps one, and hands it to its clones (``__sklearn_clone__``),
+    so that a grid search over a restored pipeline encodes with the restored weights even
+    when the checkpoint's folder is gone or holds other weights now. It applies only while
+    the clone names the same checkpoint and revision; a fresh estimator of that name, or a
+    clone given another name, loads what the name holds now (:func:`load_model`).
+
+    Parameters
+    ----------
+    model_name_or_path : str or path-like
+        The checkpoint the estimator was fitted with.
+    revision : str or None
+        Its revision.
+    loaded : LoadedModel
+        The restored weights.
+    """
+
+    def __init__(self, model_name_or_path, revision, loaded):
+        self.model_name_or_path = os.fspath(model_name_or_path)
+        self.revision = revision
+        self.fingerprint = loaded.fingerprint
+        self._by_device = {str(loaded.device): loaded}
+        self._lock = threading.Lock()
+
+    def applies_to(self, model_name_or_path, revision):
+        """Whether an estimator with these parameters names the restored checkpoint."""
+        return (
+            isinstance(model_name_or_path, (str, os.PathLike))
+            and os.fspath(model_name_or_path) == self.model_name_or_path
+            and revision == self.revision
+        )
+
+    def on(self, device):
+        """The restored weights on ``device`` (copied there once, then kept)."""
+        with self._lock:
+            loaded = self._by_device.get(str(device))
+            if loaded is None:
+                source = next(iter(self._by_device.values()))
+                loaded = _prepare(copy.deepcopy(source.model), source.tokenizer, device)
+                self._by_device[str(device)] = loaded
+            return loaded
 
 
 def in_memory_name(loaded):

@@ -2,8 +2,8 @@
 
 :class:`EncoderPersistence` is the one base that ``AlbertVectorizer`` and
 ``AlbertClassifier`` share: ``__getstate__``/``__setstate__`` (the weights travel when the
-estimator says so, and weights restored from a pickle are held so that clones resolve
-them), ``save``/``load``, and the move to this machine's device when the fitted one is
+estimator says so, and an estimator restored with its weights hands them to its clones),
+``save``/``load``, and the move to this machine's device when the fitted one is
 missing. Each estimator supplies four small hooks (see the class).
 
 A pickle (or joblib) file runs code when it is loaded, so it is only safe from a trusted

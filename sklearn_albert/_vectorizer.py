@@ -668,20 +668,12 @@ class AlbertVectorizer(
 
     def _fit(self, texts, name, y=None):
         from ._devices import dtype_name, resolve_device, resolve_dtype
-        from ._loading import load_model
 
         validated_embedding_cache(self.embedding_cache)
         targets = self._validated_targets(texts, y)
         device = _as_parameter_error(resolve_device, self.device)
         compute_dtype = _as_parameter_error(lambda dtype: resolve_dtype(dtype, device), self.dtype)
-        loaded = load_model(
-            self.model_name_or_path,
-            device=device,
-            revision=self.revision,
-            cache_dir=self.cache_dir,
-            local_files_only=self.local_files_only,
-            token_env=self.token_env,
-        )
+        loaded = self._load_checkpoint(device)
         params = self.get_params(deep=False)
         settings = resolve_settings(
             params,
@@ -826,14 +818,7 @@ class AlbertVectorizer(
                 IN_MEMORY_PREFIX + self.model_fingerprint_, device=torch.device(self.device_)
             )
             return self._loaded
-        loaded = load_model(
-            self.model_name_or_path,
-            device=torch.device(self.device_),
-            revision=self.revision,
-            cache_dir=self.cache_dir,
-            local_files_only=self.local_files_only,
-            token_env=self.token_env,
-        )
+        loaded = self._load_checkpoint(torch.device(self.device_))
         if not _same_checkpoint(loaded, self.model_fingerprint_):
             warnings.warn(
                 f"The checkpoint loaded from {self.model_name_or_path!r} differs from the one "
@@ -846,6 +831,38 @@ class AlbertVectorizer(
             )
         self._loaded = loaded
         return loaded
+
+    def _load_checkpoint(self, device):
+        """The pretrained checkpoint on ``device``: the weights this vectorizer (or the one
+        it was cloned from) was restored with, while it names their checkpoint, else what
+        ``model_name_or_path`` holds now."""
+        from ._loading import load_model
+
+        restored = getattr(self, "_restored_checkpoint", None)
+        if restored is not None and restored.applies_to(self.model_name_or_path, self.revision):
+            return restored.on(device)
+        return load_model(
+            self.model_name_or_path,
+            device=device,
+            revision=self.revision,
+            cache_dir=self.cache_dir,
+            local_files_only=self.local_files_only,
+            token_env=self.token_env,
+        )
+
+    def __sklearn_clone__(self):
+        """An unfitted copy with the same parameters, as :func:`sklearn.base.clone` makes.
+
+        A vectorizer restored with its weights (a pickle with
+        ``store_weights_in_pickle=True``, a saved folder, an MLflow model) hands them to
+        the copy, which fits with them while its ``model_name_or_path`` and ``revision``
+        are unchanged.
+        """
+        twin = super().__sklearn_clone__()
+        restored = getattr(self, "_restored_checkpoint", None)
+        if restored is not None:
+            twin._restored_checkpoint = restored
+        return twin
 
     def _runner(self):
         """The module that runs the forward pass at the fitted precision."""
@@ -1035,7 +1052,7 @@ class AlbertVectorizer(
     # Pickling, save() and load() live in EncoderPersistence (_persistence.py).
 
     # The calibrated int8 encoder travels as its data files (_extra_files), never live.
-    _TRANSIENT = ("_loaded", "_int8_encoder")
+    _TRANSIENT = ("_loaded", "_int8_encoder", "_restored_checkpoint")
     #: What fit may set; load() refuses any other name a saved folder lists as fitted.
     _FITTED_ATTRIBUTES = (
         "settings_",
@@ -1078,7 +1095,7 @@ class AlbertVectorizer(
     def _attach_model(self, loaded, extra_weights):
         from dataclasses import replace
 
-        from ._loading import held_name, hold_in_memory, is_legacy_fingerprint
+        from ._loading import RestoredCheckpoint, hold_in_memory, is_legacy_fingerprint
 
         if extra_weights is not None:
             raise ValueError("An AlbertVectorizer folder holds no weights beside model/.")
@@ -1094,21 +1111,13 @@ class AlbertVectorizer(
                 )
             self._loaded = hold_in_memory(in_memory_name(loaded), loaded)
             return
-        # Held under its checkpoint name, so that clones (a grid search on a restored
-        # pipeline) encode with these weights even when the checkpoint is not reachable.
-        held = hold_in_memory(held_name(self.model_name_or_path, self.revision), loaded)
-        if held.fingerprint == loaded.fingerprint:
-            loaded = held  # the same weights: share them
-        else:
-            warnings.warn(
-                f"Other weights for {self.model_name_or_path!r} are already held in this "
-                "process (restored from another pickle or folder). This vectorizer keeps "
-                "its own, but its clones and refits load the weights held first under that "
-                "name. Save the checkpoints under distinct model_name_or_path to keep them "
-                "apart.",
-                UserWarning,
-                stacklevel=4,
-            )
+        # Kept by this vectorizer and handed to its clones (a grid search on a restored
+        # pipeline encodes with these weights even when the checkpoint is not reachable),
+        # never held under the checkpoint's name: a fresh vectorizer of that name loads
+        # what the name holds now.
+        self._restored_checkpoint = RestoredCheckpoint(
+            self.model_name_or_path, self.revision, loaded
+        )
         self._loaded = loaded
         if is_legacy_fingerprint(self.model_fingerprint_):
             # Written by an older sklearn_albert: these are the weights it was saved with

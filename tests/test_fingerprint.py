@@ -195,26 +195,63 @@ def test_a_tokenizer_change_changes_the_fingerprint(distilbert_pair, tmp_path):
 # ---------------------------------------------------------------------- weights restored in memory
 
 
+def _pickled_with_weights(folder):
+    """A fitted vectorizer of ``folder`` pickled with its weights, and its vectors."""
+    options = dict(dtype="float32", embedding_cache="memory", store_weights_in_pickle=True)
+    fitted = AlbertVectorizer(str(folder), **options).fit(TEXTS)
+    return pickle.dumps(fitted), fitted.transform(TEXTS)
+
+
 def test_estimators_restored_with_other_weights_under_one_name_keep_their_own(
     tiny_albert_path, tmp_path
 ):
-    folder = shutil.copytree(tiny_albert_path, tmp_path / "checkpoint")
-    options = dict(dtype="float32", embedding_cache=None, store_weights_in_pickle=True)
-    first = AlbertVectorizer(str(folder), **options).fit(TEXTS)
-    first_bytes, first_vectors = pickle.dumps(first), first.transform(TEXTS)
-    _resave_with_other_weights(folder, seed=2)
-    second = AlbertVectorizer(str(folder), **options).fit(TEXTS)
-    second_bytes, second_vectors = pickle.dumps(second), second.transform(TEXTS)
-    del first, second
+    from sklearn.base import clone
 
-    first_restored = pickle.loads(first_bytes)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    folder = shutil.copytree(tiny_albert_path, tmp_path / "checkpoint")
+    first_bytes, first_vectors = _pickled_with_weights(folder)
+    _resave_with_other_weights(folder, seed=2)
+    second_bytes, second_vectors = _pickled_with_weights(folder)
+    assert not np.allclose(first_vectors, second_vectors)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: neither shadows the other
+        first_restored = pickle.loads(first_bytes)
         second_restored = pickle.loads(second_bytes)
 
     np.testing.assert_array_equal(first_restored.transform(TEXTS), first_vectors)
     np.testing.assert_array_equal(second_restored.transform(TEXTS), second_vectors)
-    assert any("Other weights for" in str(warning.message) for warning in caught)
+    # Each one's clones (a grid search over it) fit with the weights it was restored with.
+    np.testing.assert_array_equal(clone(first_restored).fit(TEXTS).transform(TEXTS), first_vectors)
+    np.testing.assert_array_equal(
+        clone(second_restored).fit(TEXTS).transform(TEXTS), second_vectors
+    )
+
+
+def test_a_fresh_vectorizer_reads_its_folder_while_older_weights_of_it_are_restored(
+    tiny_albert_path, tmp_path
+):
+    from sklearn.base import clone
+
+    folder = shutil.copytree(tiny_albert_path, tmp_path / "checkpoint")
+    old_bytes, old_vectors = _pickled_with_weights(folder)
+    _resave_with_other_weights(folder, seed=2)
+    new_vectors = _vectors(folder)
+    assert not np.allclose(old_vectors, new_vectors)
+
+    restored = pickle.loads(old_bytes)  # alive while the fresh vectorizers below fit
+    np.testing.assert_array_equal(restored.transform(TEXTS), old_vectors)
+    fresh = AlbertVectorizer(str(folder), dtype="float32", embedding_cache="memory")
+    np.testing.assert_array_equal(fresh.fit(TEXTS).transform(TEXTS), new_vectors)
+    # A clone fits with the restored weights while it names their checkpoint...
+    twin = clone(restored)
+    np.testing.assert_array_equal(twin.fit(TEXTS).transform(TEXTS), old_vectors)
+    # ... and with what a name holds once it names another checkpoint.
+    other = shutil.copytree(tiny_albert_path, tmp_path / "other")
+    _resave_with_other_weights(other, seed=3)
+    renamed = clone(restored).set_params(model_name_or_path=str(other))
+    other_vectors = renamed.fit(TEXTS).transform(TEXTS)
+    np.testing.assert_array_equal(other_vectors, _vectors(other))
+    assert not np.allclose(other_vectors, old_vectors)
 
 
 # ---------------------------------------------------------------------- older fingerprints

@@ -1,6 +1,5 @@
 """Progress and logging: silent by default, a progress bar with verbose, the package logger."""
 
-import gc
 import logging
 import warnings
 
@@ -32,10 +31,6 @@ def test_verbose_shows_a_progress_bar_on_stderr(vectorizer, capfd):
 
 def test_events_are_logged_through_the_sklearn_albert_logger(fitted_tiny_vectorizer, caplog):
     clear_cache(models=True)
-    # Weights restored from a pickle stay held under their folder's name while an estimator
-    # holds them (_loading.hold_in_memory): collect earlier tests' unreachable estimators,
-    # or a load could be skipped, and its record with it.
-    gc.collect()
     with caplog.at_level(logging.INFO, logger="sklearn_albert"):
         clone(fitted_tiny_vectorizer).fit(TEXTS)
 
