@@ -268,8 +268,6 @@ def test_a_consistent_forgery_of_weights_and_hashes_is_accepted(tiny_albert_path
 
     from sklearn_albert._loading import load_model_from_folder
 
-    # A checkpoint path of its own: weights restored under the shared tiny model's name
-    # by other tests are held in this process and would be reused for that name.
     checkpoint = shutil.copytree(tiny_albert_path, tmp_path / "checkpoint")
     original = AlbertVectorizer(str(checkpoint), dtype="float32").fit(TEXTS)
     expected = original.transform(TEXTS)
