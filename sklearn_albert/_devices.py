@@ -6,7 +6,10 @@ import warnings
 #: Raised whenever sklearn_albert changes how it computes a vector's bits on some device
 #: (kernels, the shapes it calls them with, the order of sums), so that a cache never
 #: mixes vectors computed before and after (:func:`numerics_identity`). 2: bfloat16 Linear
-#: layers on CPUs with AMX run in one-thread calls of 128 rows (32-row calls before).
+#: layers on CPUs with AMX run in one-thread calls of 128 rows (32-row calls before). Calls
+#: of 256 and 64 rows since give every row the bits of 128-row calls (on one thread, every
+#: shape tried; ``tests/test_packed_linear.py`` checks it on each AMX machine it runs on),
+#: so they kept version 2.
 NUMERICS_VERSION = 2
 
 

@@ -84,7 +84,8 @@ def test_a_row_gets_the_same_bits_whatever_rows_run_beside_it(dtype, in_features
             torch.set_num_threads(threads)
         different = [
             height
-            for height in (8, 16, 24, 32, 40, 48, 64, 96, 200, 328, 512)
+            # Heights whose last call holds 64 rows (up to 64 left) or 128 (more left).
+            for height in (8, 16, 24, 32, 40, 48, 64, 96, 150, 200, 300, 328, 512)
             if not torch.equal(packed(rows[:height]), expected[:height])
         ]
         shifted = packed(torch.cat([rows[500:517], rows[:100]]))[17:]
@@ -92,6 +93,17 @@ def test_a_row_gets_the_same_bits_whatever_rows_run_beside_it(dtype, in_features
     assert different == []
     assert all(torch.equal(result, expected[:40]) for result in other_counts)
     assert torch.equal(shifted, expected[:100])
+    if _packed_linear.rows_per_call(dtype):
+        # The claim behind shorter last calls, on every row of 512: on one thread, calls
+        # of each height call_heights uses compute what calls of AMX_ROWS_PER_CALL do.
+        tile = _packed_linear.AMX_ROWS_PER_CALL
+        inputs = rows[:512].to(dtype)
+        with torch.inference_mode(), _packed_linear.one_torch_thread():
+            by_height = {
+                height: torch.cat([packed._matmul(part) for part in inputs.split(height)])
+                for height in {tile, tile // 2, _packed_linear.AMX_SHORT_CALL_ROWS}
+            }
+        assert all(torch.equal(result, by_height[tile]) for result in by_height.values())
 
 
 def test_bfloat16_runs_in_tiled_calls_on_amx_only(monkeypatch):
@@ -108,7 +120,7 @@ def test_bfloat16_runs_in_tiled_calls_on_amx_only(monkeypatch):
 @needs_packing
 def test_tiled_calls_run_on_one_thread_and_restore_the_callers_count(monkeypatch):
     # On two threads oneDNN's AMX kernels split the reduction of some shapes (3072 to 768
-    # at 64 and 128 rows): each tiled call runs on one thread, whatever the caller's count.
+    # at 64 rows and more): each tiled call runs on one thread, whatever the caller's count.
     monkeypatch.setattr(_packed_linear, "cpu_has_amx", lambda: True)
     packed = PackedLinear(torch.nn.Linear(48, 40), torch.bfloat16)
     seen = []
@@ -124,7 +136,24 @@ def test_tiled_calls_run_on_one_thread_and_restore_the_callers_count(monkeypatch
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
-    assert seen == [1, 1, 1]  # 300 rows: three calls of AMX_ROWS_PER_CALL = 128
+    assert seen == [1, 1]  # 300 rows: a call of AMX_ROWS_PER_CALL = 256 rows, one of 64
+
+
+def test_the_rows_left_after_full_calls_run_in_halved_calls():
+    heights = _packed_linear.call_heights
+    assert heights(20, 256) == heights(64, 256) == [64]
+    assert heights(65, 256) == heights(128, 256) == [128]
+    assert heights(150, 256) == heights(192, 256) == [128, 64]
+    assert heights(193, 256) == [256]
+    assert heights(300, 256) == [256, 64]
+    assert heights(600, 256) == [256, 256, 128]
+    assert heights(513, 256) == [256, 256, 64]
+    assert heights(300, 128) == [128, 128, 64]
+    assert heights(40, 32) == [32, 32]  # never taller than the tile
+    for n_rows in range(1, 1100):
+        calls = heights(n_rows, 256)
+        assert set(calls) <= {64, 128, 256}  # the heights checked for equal bits
+        assert n_rows <= sum(calls) < n_rows + 64
 
 
 @needs_packing

@@ -24,7 +24,7 @@ ATTENTION_SWITCH = "SKLEARN_ALBERT_CPU_ATTENTION"
 #: Set to 0 to let a text's vector depend on the batch it runs in (read at each call):
 #: faster on texts over 96 tokens, where SDPA's kernel runs instead (``attention.py``), and
 #: on CPUs with AMX, where bfloat16 Linear layers then run each matrix in one call on all
-#: threads instead of one-thread calls of 128 rows (``packed_linear.rows_per_call``).
+#: threads instead of one-thread calls of up to 256 rows (``packed_linear.rows_per_call``).
 BATCH_INVARIANT_SWITCH = "SKLEARN_ALBERT_CPU_BATCH_INVARIANT"
 
 #: Set to 0 to run ALBERT's inference copies on padded batches (read at each call).

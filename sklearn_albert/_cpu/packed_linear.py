@@ -138,15 +138,25 @@ def _gelu_algorithm(activation):
 #: row's result does not depend on the rows beside it. oneDNN's AMX kernels choose how to
 #: block the reduction from the matrix's height and from the thread count: ALBERT-base's
 #: default (bfloat16) features of a sentence embedded alone differed from the same
-#: sentence's in a batch of 48 by up to 0.016. In calls of exactly this many rows (the last
-#: one filled with zero rows), each on one thread (``_threads.one_torch_thread``), a row's result
-#: depends only on the row, at any position of the call, whatever the caller's thread count
-#: (tests/test_packed_linear.py). On two threads, calls of 64 and 128 rows split the
-#: reduction of the 3072-to-768 feed-forward layer (and more shapes from 4 threads), so
-#: that only 32-row calls kept their bits on any thread count; on one thread every height
-#: keeps them, and 128 rows run 1.9x faster than 32 there (a 768-to-3072 layer, 896 rows:
-#: 1,051 against 545 GFLOP/s on a 2-core Xeon with AMX).
-AMX_ROWS_PER_CALL = 128
+#: sentence's in a batch of 48 by up to 0.016. In calls of this many rows, or of half or a
+#: quarter of it (:func:`call_heights`; the rows past the input are zeros), each on one
+#: thread (``_threads.one_torch_thread``), a row's result depends only on the row, at any
+#: position of any call, whatever the caller's thread count (tests/test_packed_linear.py).
+#: On one thread, calls of 64, 128 and 256 rows give a row the same bits on every Linear
+#: shape tried (those of ALBERT-base, MiniLM-L6 and BERT-large, and 312-wide layers, three
+#: seeds each); 32, 96, 192 and 512 rows do not (the 3072-to-768 layer differs at each).
+#: On two threads calls of 64 and more rows split the reduction of the 3072-to-768 layer,
+#: and only 32-row calls kept their bits at any thread count, at half the matmul rate:
+#: 545 GFLOP/s for a 768-to-3072 layer over 896 rows in 32-row calls on one thread,
+#: against 1,051 in calls of 128 rows (2-core Xeon with AMX); calls of 256 rows ran 1.2x
+#: faster than 128 over 1,024 rows (1,420-1,432 against 1,155-1,197 GFLOP/s on the
+#: 768-to-2304 and 768-to-3072 layers).
+AMX_ROWS_PER_CALL = 256
+
+#: The fewest rows a call holds: the rows left after the full calls are rounded up to a
+#: multiple of this and computed in calls of ``AMX_ROWS_PER_CALL`` halved as often as it
+#: takes, so that a lone sentence of 20 tokens runs in one call of 64 rows.
+AMX_SHORT_CALL_ROWS = 64
 
 
 def rows_per_call(dtype):
@@ -160,6 +170,28 @@ def rows_per_call(dtype):
     if dtype != torch.bfloat16 or not switched_on(BATCH_INVARIANT_SWITCH):
         return None
     return AMX_ROWS_PER_CALL if cpu_has_amx() else None
+
+
+def call_heights(n_rows, tile):
+    """Rows of each oneDNN call that computes ``n_rows`` rows in calls of at most ``tile``.
+
+    Full calls of ``tile`` rows; the rows left, rounded up to a multiple of
+    :data:`AMX_SHORT_CALL_ROWS` (or of ``tile`` if smaller), in calls of ``tile`` halved
+    (the longest first): with a tile of 256, 300 rows run as calls of 256 and 64 rows,
+    150 as calls of 128 and 64, 20 as one call of 64 (the rows past ``n_rows`` are zeros).
+    """
+    short = min(AMX_SHORT_CALL_ROWS, tile)
+    full, rest = divmod(int(n_rows), tile)
+    heights = [tile] * full
+    rest = -(-rest // short) * short
+    size = tile
+    while rest:
+        if size <= rest or size // 2 < short:
+            heights.append(size)
+            rest = max(rest - size, 0)
+        else:
+            size //= 2
+    return heights
 
 
 def packing_works(dtype):
@@ -259,8 +291,9 @@ class PackedLinear(torch.nn.Module):
     Notes
     -----
     Where :func:`rows_per_call` says so (bfloat16 on a CPU with AMX), the rows run in
-    calls of that many rows on one thread, so that a row's result does not depend on its
-    neighbours nor on the caller's thread count. Parallelism then comes from the CPU
+    calls of that many rows on one thread (the last call shorter where it can be, see
+    :func:`call_heights`), so that a row's result does not depend on its neighbours nor
+    on the caller's thread count. Parallelism then comes from the CPU
     streams (``streams.py``), which run whole batches side by side on one thread each.
     """
 
@@ -283,15 +316,19 @@ class PackedLinear(torch.nn.Module):
         if tile is None:
             return self._matmul(inputs.contiguous())
         rows = inputs.reshape(-1, inputs.shape[-1]).contiguous()
-        n_rows = len(rows)
-        short = -n_rows % tile
-        if short:
-            rows = torch.cat([rows, rows.new_zeros(short, rows.shape[1])])
+        outputs, start = [], 0
         with one_torch_thread():
-            outputs = torch.cat(
-                [self._matmul(rows[start : start + tile]) for start in range(0, len(rows), tile)]
-            )
-        return outputs[:n_rows].reshape(*inputs.shape[:-1], outputs.shape[-1])
+            for height in call_heights(len(rows), tile):
+                part = rows[start : start + height]  # a view: no copy of the input
+                if len(part) < height:  # only the last call is filled up with zero rows
+                    filled = torch.cat([part, part.new_zeros(height - len(part), part.shape[1])])
+                    outputs.append(self._matmul(filled)[: len(part)])
+                else:
+                    outputs.append(self._matmul(part))
+                start += height
+        # One call, the common case of a short batch, needs no copy into a joined result.
+        joined = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        return joined.reshape(*inputs.shape[:-1], joined.shape[-1])
 
     def _matmul(self, inputs):
         return torch.ops.mkldnn._linear_pointwise(
