@@ -95,7 +95,8 @@ def test_a_row_gets_the_same_bits_whatever_rows_run_beside_it(dtype, in_features
     assert torch.equal(shifted, expected[:100])
     if _packed_linear.rows_per_call(dtype):
         # The claim behind shorter last calls, on every row of 512: on one thread, calls
-        # of each height call_heights uses compute what calls of AMX_ROWS_PER_CALL do.
+        # of each height call_heights mixes compute what calls of AMX_ROWS_PER_CALL do
+        # (on the CPUs measured), and the layer's own probe says whether they do here.
         tile = _packed_linear.AMX_ROWS_PER_CALL
         inputs = rows[:512].to(dtype)
         with torch.inference_mode(), _packed_linear.one_torch_thread():
@@ -103,7 +104,8 @@ def test_a_row_gets_the_same_bits_whatever_rows_run_beside_it(dtype, in_features
                 height: torch.cat([packed._matmul(part) for part in inputs.split(height)])
                 for height in {tile, tile // 2, _packed_linear.AMX_SHORT_CALL_ROWS}
             }
-        assert all(torch.equal(result, by_height[tile]) for result in by_height.values())
+        agree = all(torch.equal(result, by_height[tile]) for result in by_height.values())
+        assert packed.heights_agree(tile) == agree
 
 
 def test_bfloat16_runs_in_tiled_calls_on_amx_only(monkeypatch):
@@ -123,6 +125,7 @@ def test_tiled_calls_run_on_one_thread_and_restore_the_callers_count(monkeypatch
     # at 64 rows and more): each tiled call runs on one thread, whatever the caller's count.
     monkeypatch.setattr(_packed_linear, "cpu_has_amx", lambda: True)
     packed = PackedLinear(torch.nn.Linear(48, 40), torch.bfloat16)
+    packed.heights_agree(_packed_linear.AMX_ROWS_PER_CALL)  # its probe's calls, once per shape
     seen = []
     matmul = packed._matmul
     monkeypatch.setattr(
@@ -139,6 +142,28 @@ def test_tiled_calls_run_on_one_thread_and_restore_the_callers_count(monkeypatch
     assert seen == [1, 1]  # 300 rows: a call of AMX_ROWS_PER_CALL = 256 rows, one of 64
 
 
+@needs_packing
+def test_a_shape_whose_shorter_calls_differ_runs_every_call_at_full_height(monkeypatch):
+    # Where the probe finds that calls of 128 or 64 rows give other bits than calls of
+    # AMX_ROWS_PER_CALL (no CPU measured so far), every call holds AMX_ROWS_PER_CALL rows.
+    monkeypatch.setattr(_packed_linear, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(_packed_linear, "_HEIGHTS_AGREE", {})
+    packed = PackedLinear(torch.nn.Linear(48, 40), torch.bfloat16)
+    probes, heights = [], []
+    monkeypatch.setattr(packed, "_probe_heights", lambda *args: probes.append(args) or False)
+    matmul = packed._matmul
+    monkeypatch.setattr(packed, "_matmul", lambda rows: heights.append(len(rows)) or matmul(rows))
+    inputs = torch.randn(300, 48, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        whole = packed(inputs)
+        alone = packed(inputs[:20])
+
+    tile = _packed_linear.AMX_ROWS_PER_CALL
+    assert heights == [tile] * (-(-300 // tile)) + [tile]
+    assert len(probes) == 1  # once per shape
+    assert whole.shape == (300, 40) and torch.equal(alone, whole[:20])
+
+
 def test_the_rows_left_after_full_calls_run_in_halved_calls():
     heights = _packed_linear.call_heights
     assert heights(20, 256) == heights(64, 256) == [64]
@@ -150,6 +175,7 @@ def test_the_rows_left_after_full_calls_run_in_halved_calls():
     assert heights(513, 256) == [256, 256, 64]
     assert heights(300, 128) == [128, 128, 64]
     assert heights(40, 32) == [32, 32]  # never taller than the tile
+    assert heights(300, 256, mixed=False) == heights(257, 256, mixed=False) == [256, 256]
     for n_rows in range(1, 1100):
         calls = heights(n_rows, 256)
         assert set(calls) <= {64, 128, 256}  # the heights checked for equal bits

@@ -172,14 +172,18 @@ def rows_per_call(dtype):
     return AMX_ROWS_PER_CALL if cpu_has_amx() else None
 
 
-def call_heights(n_rows, tile):
+def call_heights(n_rows, tile, *, mixed=True):
     """Rows of each oneDNN call that computes ``n_rows`` rows in calls of at most ``tile``.
 
     Full calls of ``tile`` rows; the rows left, rounded up to a multiple of
     :data:`AMX_SHORT_CALL_ROWS` (or of ``tile`` if smaller), in calls of ``tile`` halved
     (the longest first): with a tile of 256, 300 rows run as calls of 256 and 64 rows,
     150 as calls of 128 and 64, 20 as one call of 64 (the rows past ``n_rows`` are zeros).
+    With ``mixed=False``, every call holds ``tile`` rows (for a layer whose calls of
+    other heights give other bits on this CPU: ``PackedLinear``'s probe).
     """
+    if not mixed:
+        return [tile] * -(-int(n_rows) // tile)
     short = min(AMX_SHORT_CALL_ROWS, tile)
     full, rest = divmod(int(n_rows), tile)
     heights = [tile] * full
@@ -205,6 +209,9 @@ def packing_works(dtype):
 
 
 _PROBED = {}
+
+#: ``PackedLinear.heights_agree``'s answer per layer shape, dtype, GELU and heights.
+_HEIGHTS_AGREE = {}
 
 
 def _probe(dtype):
@@ -306,6 +313,7 @@ class PackedLinear(torch.nn.Module):
 
     def _pack(self):
         weight = self.source.weight.detach().to(self.dtype)
+        self.out_features, self.in_features = weight.shape  # the source may be dropped
         bias = self.source.bias
         self._packed_weight = torch.ops.mkldnn._reorder_linear_weight(weight, None)
         self._bias = None if bias is None else bias.detach().to(self.dtype)
@@ -316,9 +324,10 @@ class PackedLinear(torch.nn.Module):
         if tile is None:
             return self._matmul(inputs.contiguous())
         rows = inputs.reshape(-1, inputs.shape[-1]).contiguous()
+        heights = call_heights(len(rows), tile, mixed=self.heights_agree(tile))
         outputs, start = [], 0
         with one_torch_thread():
-            for height in call_heights(len(rows), tile):
+            for height in heights:
                 part = rows[start : start + height]  # a view: no copy of the input
                 if len(part) < height:  # only the last call is filled up with zero rows
                     filled = torch.cat([part, part.new_zeros(height - len(part), part.shape[1])])
@@ -329,6 +338,46 @@ class PackedLinear(torch.nn.Module):
         # One call, the common case of a short batch, needs no copy into a joined result.
         joined = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         return joined.reshape(*inputs.shape[:-1], joined.shape[-1])
+
+    def heights_agree(self, tile):
+        """Whether calls of the heights :func:`call_heights` mixes give a row the same bits.
+
+        Checked once per process for each layer shape (oneDNN picks its kernels by shape,
+        not by the weights' values), on one thread: 256 random rows through calls of
+        ``tile`` rows and through calls of each shorter height. On the CPUs measured they
+        agree (``AMX_ROWS_PER_CALL``); where they do not, the layer runs every call at
+        ``tile`` rows, which keeps each row's bits at any position (slower for short
+        inputs), and says so in the ``sklearn_albert`` log.
+        """
+        short = min(AMX_SHORT_CALL_ROWS, tile)
+        key = (self.in_features, self.out_features, str(self.dtype))
+        key += (self.gelu, tile, short)
+        agree = _HEIGHTS_AGREE.get(key)
+        if agree is None:
+            agree = _HEIGHTS_AGREE.setdefault(key, self._probe_heights(tile, short))
+        return agree
+
+    def _probe_heights(self, tile, short):
+        generator = torch.Generator().manual_seed(0)
+        rows = torch.randn(tile, self.in_features, generator=generator).to(self.dtype)
+        heights = [tile >> shift for shift in range(1, tile.bit_length()) if tile >> shift >= short]
+        with torch.inference_mode(), one_torch_thread():
+            reference = self._matmul(rows)
+            for height in heights:
+                if not torch.equal(
+                    torch.cat([self._matmul(p) for p in rows.split(height)]), reference
+                ):
+                    logger.info(
+                        "bfloat16 Linear %d->%d: calls of %d rows give other bits than calls "
+                        "of %d on this CPU; every call of this shape holds %d rows.",
+                        self.in_features,
+                        self.out_features,
+                        height,
+                        tile,
+                        tile,
+                    )
+                    return False
+        return True
 
     def _matmul(self, inputs):
         return torch.ops.mkldnn._linear_pointwise(
@@ -346,4 +395,4 @@ class PackedLinear(torch.nn.Module):
 
     def extra_repr(self):
         gelu = "" if self.gelu is None else f", gelu={self.gelu!r}"
-        return f"{self.source.in_features}, {self.source.out_features}, dtype={self.dtype}{gelu}"
+        return f"{self.in_features}, {self.out_features}, dtype={self.dtype}{gelu}"
