@@ -385,7 +385,6 @@ class RestoredCheckpoint:
     def __init__(self, model_name_or_path, revision, loaded):
         self.model_name_or_path = os.fspath(model_name_or_path)
         self.revision = revision
-        self.fingerprint = loaded.fingerprint
         self._by_device = {str(loaded.device): loaded}
         self._lock = threading.Lock()
 
